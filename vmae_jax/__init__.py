@@ -1,0 +1,11 @@
+"""vmae_jax: VideoMAE / VideoMAE V2 and temporal adapters in JAX/Flax."""
+__version__ = '0.1.0'
+
+
+def load(path, dtype=None, step=None):
+  """Restore a checkpoint (written by `vmae_jax.convert` or by training) as a ready-to-call model.
+
+  See `vmae_jax.api.load`: `m.config`, `m.variables`, `m.encode`, `m.reconstruct`, `m.classify`.
+  """
+  from vmae_jax.api import load as _load
+  return _load(path, dtype=dtype, step=step)

@@ -1,0 +1,77 @@
+"""Orbax checkpoints of model parameters plus their ModelConfig.
+
+Layout (an orbax CheckpointManager directory): `<dir>/<step>/{params, model_config}`. `params` holds the parameter
+tree (`{'params': ...}`), `model_config` the ModelConfig as JSON, so a checkpoint is self-describing and restores
+without any code-side config. Training workdirs keep their checkpoints under `<workdir>/checkpoints` in the same
+layout, with more items beside these two.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from vmae_jax.models.config import ModelConfig
+
+PARAMS = 'params'
+MODEL_CONFIG = 'model_config'
+
+
+class CheckpointError(ValueError):
+  """A checkpoint path holds no readable checkpoint, or one that does not fit; the message names the path."""
+
+
+def checkpoint_root(path: str | os.PathLike) -> str:
+  """The CheckpointManager directory for a converted checkpoint or a training workdir."""
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.isdir(path):
+    raise CheckpointError(f'{path}: no such checkpoint directory')
+  nested = os.path.join(path, 'checkpoints')
+  return nested if os.path.isdir(nested) else path
+
+
+def save(directory: str | os.PathLike, params, config: ModelConfig, step: int = 0) -> str:
+  """Write params + config as step `step`; returns the step directory. Blocks until the write is committed."""
+  directory = os.path.abspath(os.fspath(directory))
+  params = jax.tree_util.tree_map(np.asarray, params)
+  with ocp.CheckpointManager(directory, item_names=(PARAMS, MODEL_CONFIG),
+                             options=ocp.CheckpointManagerOptions(create=True,
+                                                                  enable_async_checkpointing=False)) as mngr:
+    mngr.save(step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardSave({'params': params}),
+                                               MODEL_CONFIG: ocp.args.JsonSave(config.to_dict())}), force=True)
+    mngr.wait_until_finished()
+  return os.path.join(directory, str(step))
+
+
+def _manager(root: str) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(root, options=ocp.CheckpointManagerOptions(create=False),
+                               item_names=(PARAMS, MODEL_CONFIG))
+
+
+def latest_step(path) -> tuple[str, int]:
+  root = checkpoint_root(path)
+  with _manager(root) as mngr:
+    step = mngr.latest_step()
+  if step is None:
+    raise CheckpointError(f'{root}: no committed checkpoint step found')
+  return root, step
+
+
+def read_config(path, step: int | None = None) -> ModelConfig:
+  root, latest = latest_step(path)
+  step = latest if step is None else step
+  with _manager(root) as mngr:
+    d = mngr.restore(step, args=ocp.args.Composite(**{MODEL_CONFIG: ocp.args.JsonRestore()}))[MODEL_CONFIG]
+  return ModelConfig.from_dict(dict(d))
+
+
+def restore_params(path, abstract_params, step: int | None = None):
+  """Restore only the parameters, onto the shardings given in `abstract_params` (ShapeDtypeStructs)."""
+  root, latest = latest_step(path)
+  step = latest if step is None else step
+  with _manager(root) as mngr:
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        **{PARAMS: ocp.args.StandardRestore({'params': abstract_params})}))
+  return restored[PARAMS]['params']

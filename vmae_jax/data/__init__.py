@@ -1,0 +1,1 @@
+"""Host-side data stages (numpy): masks now; sources, decoding, sampling and augmentation join them."""
