@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     'av>=14.0.0',
     'numpy>=1.26',
     'absl-py>=2.1.0',
+    'Pillow>=10.0',        # host augmentation (the official crops, resizes and RandAugment are PIL-based)
     'safetensors>=0.4.0',  # reads HF checkpoints with safetensors.numpy: no torch needed at run time
 ]
 

@@ -1,0 +1,152 @@
+"""Decode just the frames a clip needs, with PyAV (any container/codec FFmpeg reads), as uint8 (T, H, W, 3).
+
+A record (from any source) names its bytes one of three ways: `file` (a path), `video_bytes` (an encoded
+container in memory, e.g. from the TFDS shards) or `jpeg_frames` (a list of JPEG images); `path` is the name used in
+error messages. Video decoding seeks to the keyframe before the first needed frame, decodes forward, converts to
+RGB only the frames that are kept and stops after the last one. Frame numbers come from timestamps
+(index = round((pts − start)·time_base·fps)); where they do not behave (variable frame rate, missing pts, a seek
+that lands late) it falls back to counting frames from the start, which is always exact.
+"""
+from __future__ import annotations
+
+import io
+import os
+from fractions import Fraction
+
+import av
+import numpy as np
+from PIL import Image
+
+
+class DecodeError(RuntimeError):
+  """Opening or decoding a video failed; the message names the file."""
+
+
+def _open(record: dict):
+  if 'video_bytes' in record:
+    return av.open(io.BytesIO(record['video_bytes']))
+  path = record['file']
+  if os.path.isdir(path):
+    raise DecodeError(f'{path}: is a directory, not a video')
+  if os.path.getsize(path) == 0:
+    raise DecodeError(f'{path}: zero-byte file')
+  return av.open(path)
+
+
+def _stream(container, record):
+  if not container.streams.video:
+    raise DecodeError(f'{record.get("path", record.get("file"))}: no video stream')
+  return container.streams.video[0]
+
+
+def _rate(stream) -> Fraction | None:
+  for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+    if rate:
+      return Fraction(rate)
+  return None
+
+
+def _count_frames(container, stream) -> int:
+  """Exact frame count by demuxing packets (no decoding)."""
+  container.seek(0, stream=stream)
+  return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def num_frames(record: dict) -> int:
+  """Frame count: container metadata, else duration × rate, else a counting pass (webm often says 0)."""
+  if 'jpeg_frames' in record:
+    return len(record['jpeg_frames'])
+  if record.get('num_frames'):
+    return int(record['num_frames'])
+  with _open(record) as container:
+    stream = _stream(container, record)
+    if stream.frames:
+      return int(stream.frames)
+    rate = _rate(stream)
+    if stream.duration and stream.time_base and rate:
+      return max(int(round(float(stream.duration * stream.time_base * rate))), 1)
+    if container.duration and rate:
+      return max(int(round(container.duration / av.time_base * float(rate))), 1)
+    return _count_frames(container, stream)
+
+
+def _decode_sequential(container, stream, wanted: set[int], last: int) -> dict[int, np.ndarray]:
+  container.seek(0, stream=stream)
+  out = {}
+  for i, frame in enumerate(container.decode(stream)):
+    if i in wanted:
+      out[i] = frame.to_ndarray(format='rgb24')
+    if i >= last:
+      break
+  return out
+
+
+def _decode_seeking(container, stream, wanted: set[int], first: int, last: int) -> dict[int, np.ndarray] | None:
+  """Seek + pts-derived indices; None when the timestamps cannot be trusted (caller falls back)."""
+  rate = _rate(stream)
+  start = stream.start_time if stream.start_time is not None else 0
+  tb = stream.time_base
+  if rate is None or tb is None:
+    return None
+  if first > 0:
+    target = start + int(first / rate / tb)
+    container.seek(target, stream=stream, backward=True, any_frame=False)
+  out, prev = {}, None
+  for frame in container.decode(stream):
+    if frame.pts is None:
+      return None
+    index = int(round(float((frame.pts - start) * tb * rate)))
+    if prev is None and index > first:
+      return None  # the seek landed after the first needed frame
+    if prev is not None and index != prev + 1:
+      return None  # gaps or repeats: not a constant-rate stream
+    prev = index
+    if index in wanted:
+      out[index] = frame.to_ndarray(format='rgb24')
+    if index >= last:
+      break
+  return out
+
+
+def decode_frames(record: dict, indices, threads: int = 0) -> np.ndarray:
+  """uint8 (len(indices), H, W, 3) for the given frame indices (any order, repeats allowed).
+
+  Indices past the real end (metadata that over-counts) take the last decoded frame. `threads` = 0 lets FFmpeg
+  choose; 1 decodes in the calling thread (best inside many worker processes).
+  """
+  indices = np.asarray(indices, dtype=np.int64)
+  name = record.get('path', record.get('file', '<bytes>'))
+  if indices.size == 0 or indices.min() < 0:
+    raise ValueError(f'{name}: invalid frame indices {indices.tolist()}')
+  if 'jpeg_frames' in record:
+    frames = record['jpeg_frames']
+    cache = {}
+    for i in np.unique(indices):
+      j = min(int(i), len(frames) - 1)
+      cache[int(i)] = np.asarray(Image.open(io.BytesIO(frames[j])).convert('RGB'))
+    return np.stack([cache[int(i)] for i in indices])
+  wanted = set(int(i) for i in np.unique(indices))
+  first, last = min(wanted), max(wanted)
+  try:
+    with _open(record) as container:
+      stream = _stream(container, record)
+      stream.thread_type = 'AUTO'
+      if threads:
+        stream.codec_context.thread_count = threads
+      got = _decode_seeking(container, stream, wanted, first, last)
+      if got is None or (len(got) < len(wanted) and max(got, default=-1) < last and first > 0):
+        got = _decode_sequential(container, stream, wanted, last)
+  except DecodeError:
+    raise
+  except Exception as e:  # any FFmpeg/PyAV/OS error: the caller decides (skip in training, count in eval)
+    raise DecodeError(f'{name}: {type(e).__name__}: {e}') from e
+  if not got:
+    raise DecodeError(f'{name}: no frames could be decoded')
+  available = sorted(got)
+  out = []
+  for i in indices:
+    i = int(i)
+    if i not in got:  # past the real end: repeat the last decoded frame, as the official loaders do
+      i = max(k for k in available if k <= i) if available[0] <= i else available[0]
+    out.append(got[i])
+  return np.stack(out)
