@@ -14,6 +14,7 @@ from vmae_jax.data.videogen import write_video
 FORMATS = {
     'mp4_h264': dict(name='v.mp4', codec='libx264'),
     'mp4_h264_gop8': dict(name='g.mp4', codec='libx264', gop=8),
+    'mp4_h264_intra': dict(name='i.mp4', codec='libx264', gop=1),
     'webm_vp9': dict(name='v.webm', codec='libvpx-vp9'),
     'avi_mpeg4': dict(name='v.avi', codec='mpeg4'),
     'mkv_h264_gray': dict(name='gray.mkv', codec='libx264', pix_fmt='gray'),
@@ -63,6 +64,19 @@ def test_seek_path_is_used_for_late_frames(videos, monkeypatch):
     np.testing.assert_array_equal(got[k], ref[i])
 
 
+@pytest.mark.parametrize('fmt', ['mp4_h264_intra', 'avi_mjpeg_odd_size'])
+def test_all_keyframe_streams_decode_only_wanted_packets(videos, fmt, monkeypatch):
+  def fail(*a, **k):
+    raise AssertionError('general path used for an all-keyframe stream')
+  monkeypatch.setattr(decode, '_decode_seeking', fail)
+  monkeypatch.setattr(decode, '_decode_sequential', fail)
+  ref = _reference(videos[fmt])
+  idx = [70, 2, 33, 34, 74]
+  got = decode.decode_frames({'file': videos[fmt]}, idx)
+  for k, i in enumerate(idx):
+    np.testing.assert_array_equal(got[k], ref[i])
+
+
 def test_bytes_and_jpeg_records(videos):
   path = videos['mp4_h264']
   ref = _reference(path)
@@ -93,6 +107,16 @@ def test_frame_count_fallbacks(videos, monkeypatch):
   monkeypatch.setattr(decode, '_rate', lambda stream: None)
   assert decode.num_frames({'file': path}) == 75
   assert decode.num_frames({'file': path, 'num_frames': 12}) == 12  # a record that already knows wins
+
+
+def test_large_video(tmp_path):
+  """A 1280×720 H.264 file: odd-but-valid inputs include large ones."""
+  path = write_video(str(tmp_path / 'large.mp4'), num_frames=20, width=1280, height=720)
+  ref = _reference(path)
+  got = decode.decode_frames({'file': path}, [0, 19, 10])
+  assert got.shape == (3, 720, 1280, 3)
+  for k, i in enumerate([0, 19, 10]):
+    np.testing.assert_array_equal(got[k], ref[i])
 
 
 def test_indices_past_the_end_repeat_the_last_frame(videos):

@@ -1,9 +1,16 @@
 """Benchmarks (figures go to BENCHMARKS.md, never into tests).
 
     python -m vmae_jax.bench attention --model=pretrain_videomae_small_patch16_224 --batch=2 --steps=5
+    python -m vmae_jax.bench pipeline [--videos=DIR] [--workers=N] [--num_sample=K] [--json]
 
 `attention`: median seconds per forward+backward of the V1 pretraining loss (tube mask 0.9, 16×224², decoder over
 every masked token) for each attention implementation, to back the `attention='auto'` choice per backend.
+
+`pipeline`: end-to-end clips/s from file to a device-ready pretraining example (16×4 sampling, multi-scale crop,
+resize to 224, tube + running-cell masks) for (a) this pipeline on the original files, (b) the same videos packed
+by the TFDS builder (re-encoded with a short keyframe interval, and as JPEG frames), (c) the official loading path
+re-created on the original files (decord `get_batch`, per-frame PIL multi-scale crop and resize, to-tensor,
+normalise). See vmae_jax/bench_pipeline.py.
 """
 from __future__ import annotations
 
@@ -66,7 +73,19 @@ def main(argv=None) -> int:
   att.add_argument('--steps', type=int, default=5)
   att.add_argument('--dtype', default='float32')
   att.add_argument('--impls', default='einsum,xla', help='comma-separated: einsum, xla, cudnn')
+  pipe = sub.add_parser('pipeline', help='host pipeline clips/s vs the official decord + PIL path')
+  pipe.add_argument('--videos', default='', help='folder of videos (default: generate realistic ones)')
+  pipe.add_argument('--workers', type=int, default=0, help='worker processes for every path (0 = in-process)')
+  pipe.add_argument('--num_sample', type=int, default=1, help='augmented clips per decoded video (all paths)')
+  pipe.add_argument('--num_videos', type=int, default=24, help='videos to generate when --videos is not given')
+  pipe.add_argument('--clips', type=int, default=64, help='clips timed per path, after warm-up')
+  pipe.add_argument('--workdir', default='', help='where generated/packed data go (default: a temp dir)')
+  pipe.add_argument('--json', action='store_true', help='end with one JSON line of the headline figures')
   args = parser.parse_args(argv)
+  if args.command == 'pipeline':
+    from vmae_jax import bench_pipeline
+    bench_pipeline.run(args)
+    return 0
   print(f'jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}')
   bench_attention(args.model, args.batch, args.steps, args.impls.split(','), args.dtype)
   return 0

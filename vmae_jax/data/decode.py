@@ -3,13 +3,16 @@
 A record (from any source) names its bytes one of three ways: `file` (a path), `video_bytes` (an encoded
 container in memory, e.g. from the TFDS shards) or `jpeg_frames` (a list of JPEG images); `path` is the name used in
 error messages. Video decoding seeks to the keyframe before the first needed frame, decodes forward, converts to
-RGB only the frames that are kept and stops after the last one. Frame numbers come from timestamps
+RGB only the frames that are kept and stops after the last one. Streams made only of keyframes (videos packed
+with keyframe interval 1, MJPEG) decode just the wanted packets. Frame numbers come from timestamps
 (index = round((pts − start)·time_base·fps)); where they do not behave (variable frame rate, missing pts, a seek
 that lands late) it falls back to counting frames from the start, which is always exact.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import os
 from fractions import Fraction
 
@@ -75,7 +78,7 @@ def _decode_sequential(container, stream, wanted: set[int], last: int) -> dict[i
   out = {}
   for i, frame in enumerate(container.decode(stream)):
     if i in wanted:
-      out[i] = frame.to_ndarray(format='rgb24')
+      out[i] = _rgb(frame)
     if i >= last:
       break
   return out
@@ -102,9 +105,68 @@ def _decode_seeking(container, stream, wanted: set[int], first: int, last: int) 
       return None  # gaps or repeats: not a constant-rate stream
     prev = index
     if index in wanted:
-      out[index] = frame.to_ndarray(format='rgb24')
+      out[index] = _rgb(frame)
     if index >= last:
       break
+  return out
+
+
+def _rgb(frame) -> np.ndarray:
+  # Same pixels as frame.to_ndarray(format='rgb24') (no scaling happens, so the interpolation flag only selects
+  # swscale's unscaled converter), measured ~6x faster at 340x256. The decode tests compare the two per format.
+  return frame.reformat(format='rgb24', interpolation='POINT').to_ndarray()
+
+
+@contextlib.contextmanager
+def _video(record: dict, threads: int):
+  with _open(record) as container:
+    stream = _stream(container, record)
+    stream.thread_type = 'AUTO'
+    if threads:
+      stream.codec_context.thread_count = threads
+    yield container, stream
+
+
+def _decode_intra(container, stream, wanted: set[int], first: int, last: int) -> dict[int, np.ndarray] | None:
+  """All-keyframe streams (packed with keyframe interval 1, MJPEG, ...): decode only the wanted packets.
+
+  Returns None at the first packet that is not a keyframe (the stream needs the general path).
+  """
+  rate = _rate(stream)
+  start = stream.start_time if stream.start_time is not None else 0
+  tb = stream.time_base
+  if rate is None or tb is None:
+    return None
+  index = lambda pts: int(round(float((pts - start) * tb * rate)))
+  if first > 0:
+    container.seek(start + int(first / rate / tb), stream=stream, backward=True, any_frame=False)
+  codec = stream.codec_context
+  out: dict[int, np.ndarray] = {}
+
+  def keep(frames) -> bool:
+    for frame in frames:
+      if frame.pts is None:
+        return False
+      i = index(frame.pts)
+      if i in wanted:
+        out[i] = _rgb(frame)
+    return True
+
+  packets = (p for p in container.demux(stream) if p.size)
+  # Probe two packets before decoding anything: a normal (inter-coded) stream is turned away untouched.
+  probe = [p for _, p in zip(range(2), packets)]
+  if not probe or any(not p.is_keyframe or p.pts is None for p in probe) or index(probe[0].pts) > first:
+    return None
+  for packet in itertools.chain(probe, packets):
+    if not packet.is_keyframe or packet.pts is None:
+      return None
+    i = index(packet.pts)
+    if i in wanted and not keep(codec.decode(packet)):
+      return None
+    if i >= last:
+      break
+  if not keep(codec.decode(None)):  # drain: threaded decoders hand frames back late
+    return None
   return out
 
 
@@ -128,14 +190,13 @@ def decode_frames(record: dict, indices, threads: int = 0) -> np.ndarray:
   wanted = set(int(i) for i in np.unique(indices))
   first, last = min(wanted), max(wanted)
   try:
-    with _open(record) as container:
-      stream = _stream(container, record)
-      stream.thread_type = 'AUTO'
-      if threads:
-        stream.codec_context.thread_count = threads
-      got = _decode_seeking(container, stream, wanted, first, last)
-      if got is None or (len(got) < len(wanted) and max(got, default=-1) < last and first > 0):
-        got = _decode_sequential(container, stream, wanted, last)
+    with _video(record, threads) as (container, stream):
+      got = _decode_intra(container, stream, wanted, first, last)
+    if got is None or len(got) < len(wanted):
+      with _video(record, threads) as (container, stream):  # a fresh demuxer and decoder for the general path
+        got = _decode_seeking(container, stream, wanted, first, last)
+        if got is None or (len(got) < len(wanted) and max(got, default=-1) < last and first > 0):
+          got = _decode_sequential(container, stream, wanted, last)
   except DecodeError:
     raise
   except Exception as e:  # any FFmpeg/PyAV/OS error: the caller decides (skip in training, count in eval)

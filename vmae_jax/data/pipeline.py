@@ -1,0 +1,281 @@
+"""The Grain graph: shard by JAX process → shuffle (per epoch) → random_map (decode, sample, augment, mask) → batch
+→ worker processes. Deterministic per (seed, example index): the random draw of example i depends only on the seed
+and i (grain's per-element Philox stream), so worker count and restarts do not change the data, and the iterator
+state (grain's checkpoint handler, saved with orbax) resumes exactly.
+
+Bad input never kills a run. Any exception while opening or decoding a video is reported once (path + reason) on
+the log and in `<error_dir>/data_errors.jsonl`; in training the example is replaced by another, drawn from the
+example's own random stream (so the replacement is deterministic too) and counted in `skipped`; in evaluation the
+example is emitted with `valid=False` (zeros) so the metric can leave it out and say "N of M evaluated".
+`FailureMonitor` stops a source where more than `max_failure_share` of the first `failure_window` videos fail.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import grain
+import ml_collections
+import numpy as np
+
+from vmae_jax.data import augment, decode, masking, sampling
+from vmae_jax.data.sources import make_source
+
+log = logging.getLogger('vmae_jax.data')
+
+
+class DataError(RuntimeError):
+  """The data source is failing beyond the configured tolerance."""
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+  """Every data field with its official default (spec/videomae.md §5–6)."""
+  return ml_collections.ConfigDict(dict(
+      source='',                 # 'list' | 'tfds' | 'synthetic'; '' = synthetic without a path, else list
+      path='',                   # folder with train.csv / val.csv / test.csv, or the TFDS data_dir
+      root='',                   # prefix joined to the relative paths of the lists
+      num_frames=16,
+      sampling_rate=4,
+      sampling='pretrain',       # 'pretrain' | 'dense' (Kinetics fine-tune) | 'segment' (SSv2)
+      input_size=224,
+      num_sample=1,              # repeated sampling: k augmented clips per decoded video (V2 pretrain 4, fine-tune 2)
+      # masks (pretraining)
+      mask_type='tube', mask_ratio=0.9, decoder_mask_type='none', decoder_mask_ratio=0.5,
+      tubelet_size=2, patch_size=16,
+      # fine-tune augmentation
+      flip=True, rand_augment=True, erase_prob=0.25,
+      # evaluation views
+      short_side=224, test_num_segment=5, test_num_crop=3,
+      # reading
+      workers=0, decode_threads=1, prefetch=2, max_replacements=20,
+      max_failure_share=0.5, failure_window=100,
+      synthetic=ml_collections.ConfigDict(dict()),
+  ))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Error reporting (once per path, from any process)
+
+
+class ErrorReporter:
+  """Writes each failing path once to the log and to `<error_dir>/data_errors.jsonl`.
+
+  Worker processes share the dedup through O_EXCL marker files, so "once" holds across processes and epochs.
+  """
+
+  def __init__(self, error_dir: str | None):
+    self.error_dir = error_dir
+    self._seen: set[str] = set()
+
+  def report(self, path: str, reason: str) -> None:
+    if path in self._seen:
+      return
+    self._seen.add(path)
+    if self.error_dir:
+      markers = os.path.join(self.error_dir, 'data_errors.seen')
+      os.makedirs(markers, exist_ok=True)
+      marker = os.path.join(markers, hashlib.sha1(path.encode()).hexdigest())
+      try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+      except FileExistsError:
+        return
+      line = json.dumps({'path': path, 'reason': reason}) + '\n'
+      fd = os.open(os.path.join(self.error_dir, 'data_errors.jsonl'), os.O_CREAT | os.O_APPEND | os.O_WRONLY)
+      try:
+        os.write(fd, line.encode())
+      finally:
+        os.close(fd)
+    msg = f'vmae_jax.data: skipping {path}: {reason}'
+    log.warning(msg)
+    if not logging.getLogger().handlers and not log.handlers:
+      print(msg, file=sys.stderr, flush=True)  # worker processes have no handlers configured
+
+
+def _reason(e: BaseException) -> str:
+  return f'{type(e).__name__}: {e}'.splitlines()[0][:500]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-example work
+
+
+class TrainExample:
+  """index, rng → one training example (with `num_sample` augmented views of one decoded clip)."""
+
+  def __init__(self, source, cfg, task: str, error_dir: str | None):
+    self.source, self.cfg, self.task = source, cfg, task
+    self.reporter = ErrorReporter(error_dir)
+
+  def _clip(self, record, rng):
+    n = decode.num_frames(record)
+    idx = sampling.train_indices(rng, n, self.cfg.sampling, self.cfg.num_frames, self.cfg.sampling_rate)
+    return decode.decode_frames(record, idx, threads=self.cfg.decode_threads)
+
+  def __call__(self, index, rng: np.random.Generator) -> dict[str, Any]:
+    cfg, skipped, i = self.cfg, 0, int(index)
+    while True:
+      record = self.source[i]
+      try:
+        clip = self._clip(record, rng)
+        break
+      except Exception as e:  # whatever the type: the run goes on, the file is reported and counted
+        self.reporter.report(record.get('path', str(i)), _reason(e))
+        skipped += 1
+        if skipped > cfg.max_replacements:
+          raise DataError(f'{skipped} consecutive videos failed to load (last: {record.get("path")}: {_reason(e)})')
+        i = int(rng.integers(len(self.source)))
+    views = [self._augment(clip, rng) for _ in range(cfg.num_sample)]
+    out = {'video': np.stack([v['video'] for v in views]),
+           'label': np.full(cfg.num_sample, record['label'], np.int32),
+           'skipped': np.int32(skipped), 'index': np.int64(i)}
+    for key in views[0]:
+      if key != 'video':
+        out[key] = np.stack([v[key] for v in views])
+    return out
+
+  def _augment(self, clip, rng) -> dict[str, np.ndarray]:
+    cfg = self.cfg
+    if self.task == 'pretrain':
+      video = augment.pretrain_transform(rng, clip, cfg.input_size)  # uint8: normalised on device
+      grid = (cfg.num_frames // cfg.tubelet_size, cfg.input_size // cfg.patch_size, cfg.input_size // cfg.patch_size)
+      m = masking.sample_masks(rng, grid, cfg.mask_type, cfg.mask_ratio, cfg.decoder_mask_type,
+                               cfg.decoder_mask_ratio)
+      return {'video': video, 'visible_idx': m['visible_idx'], 'pred_idx': m['pred_idx'],
+              'loss_weight': m['loss_weight']}
+    video = augment.finetune_transform(rng, clip, cfg.input_size, flip=cfg.flip, rand_aug=cfg.rand_augment,
+                                       erase_prob=cfg.erase_prob)
+    return {'video': video.astype(np.float32)}
+
+
+class EvalExample:
+  """index → every test view of one video: clips × crops, uint8, or `valid=False` zeros when it cannot be read."""
+
+  def __init__(self, source, cfg, error_dir: str | None, multi_view: bool):
+    self.source, self.cfg, self.multi_view = source, cfg, multi_view
+    self.reporter = ErrorReporter(error_dir)
+
+  @property
+  def num_views(self) -> int:
+    return self.cfg.test_num_segment * self.cfg.test_num_crop if self.multi_view else 1
+
+  def __call__(self, index) -> dict[str, Any]:
+    cfg, i = self.cfg, int(index)
+    record = self.source[i]
+    try:
+      views = self._views(record)
+      valid = True
+    except Exception as e:
+      self.reporter.report(record.get('path', str(i)), _reason(e))
+      views = np.zeros((self.num_views, cfg.num_frames, cfg.input_size, cfg.input_size, 3), np.uint8)
+      valid = False
+    return {'video': views, 'label': np.int32(record['label']), 'valid': np.bool_(valid), 'index': np.int64(i)}
+
+  def _views(self, record) -> np.ndarray:
+    cfg = self.cfg
+    n = decode.num_frames(record)
+    if not self.multi_view:
+      idx = (sampling.segment_val_indices(n, cfg.num_frames) if cfg.sampling == 'segment'
+             else sampling.dense_val_indices(n, cfg.num_frames, cfg.sampling_rate))
+      clip = decode.decode_frames(record, idx, threads=cfg.decode_threads)
+      return augment.center_crop_view(clip, cfg.short_side, cfg.input_size)[None]
+    if cfg.sampling == 'segment':
+      clips_idx = sampling.segment_test_indices(n, cfg.num_frames, cfg.test_num_segment)
+    else:
+      clips_idx = sampling.dense_test_indices(n, cfg.num_frames, cfg.sampling_rate, cfg.test_num_segment)
+    flat = np.unique(clips_idx)
+    frames = decode.decode_frames(record, flat, threads=cfg.decode_threads)  # each frame decoded once
+    lookup = {int(f): k for k, f in enumerate(flat)}
+    views = []
+    for clip_idx in clips_idx:
+      clip = frames[[lookup[int(f)] for f in clip_idx]]
+      views += augment.eval_views(clip, cfg.short_side, cfg.input_size, cfg.test_num_crop)
+    return np.stack(views)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The graph
+
+
+def _flatten_samples(batch: dict) -> dict:
+  """(B, k, ...) per-view fields → (B·k, ...): the k repeated samples join the batch (V2's collate)."""
+  out = {}
+  for key, value in batch.items():
+    if key in ('skipped', 'index'):
+      out[key] = value
+    else:
+      out[key] = value.reshape((-1,) + value.shape[2:])
+  return out
+
+
+def _worker_processes(it: grain.IterDataset, cfg) -> grain.IterDataset:
+  if cfg.workers <= 0:
+    return it
+  # Grain's worker processes read absl flags; outside absl.app.run (notebooks, tests, scripts) they are unparsed
+  # and every worker would die with UnparsedFlagAccessError. Defaults are what we want there.
+  from absl import flags
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  return it.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.workers, per_worker_buffer_size=cfg.prefetch))
+
+
+def train_dataset(cfg, task: str, batch_size: int, seed: int, *, num_classes: int | None = None,
+                  error_dir: str | None = None, split: str = 'train', num_epochs: int | None = None,
+                  process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
+  """Per-process training batches. `batch_size` is this process's number of videos (× num_sample clips)."""
+  source = make_source(cfg, split, num_classes)
+  ds = grain.MapDataset.range(len(source))[process_index::process_count]
+  ds = ds.shuffle(seed=seed).repeat(num_epochs)
+  ds = ds.random_map(TrainExample(source, cfg, task, error_dir), seed=seed)
+  ds = ds.batch(batch_size, drop_remainder=True).map(_flatten_samples)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=cfg.prefetch))
+  return _worker_processes(it, cfg)
+
+
+def eval_dataset(cfg, batch_size: int, *, num_classes: int | None = None, error_dir: str | None = None,
+                 split: str = 'val', multi_view: bool = True, process_index: int = 0,
+                 process_count: int = 1) -> grain.IterDataset:
+  """Per-process evaluation batches in a fixed order; every video appears once (last batch may be smaller)."""
+  source = make_source(cfg, split, num_classes)
+  ds = grain.MapDataset.range(len(source))[process_index::process_count]
+  ds = ds.map(EvalExample(source, cfg, error_dir, multi_view)).batch(batch_size, drop_remainder=False)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=cfg.prefetch))
+  return _worker_processes(it, cfg)
+
+
+class FailureMonitor:
+  """Counts load attempts from the batches' `skipped` field; stops a source that fails too often early on."""
+
+  def __init__(self, max_share: float = 0.5, window: int = 100):
+    self.max_share, self.window = max_share, window
+    self.attempts = 0
+    self.failures = 0
+
+  def update(self, batch: dict) -> int:
+    skipped = int(np.sum(batch['skipped']))
+    if self.attempts < self.window:
+      self.attempts += len(np.atleast_1d(batch['skipped'])) + skipped
+      self.failures += skipped
+      if self.failures > self.max_share * self.window or (
+          self.attempts >= self.window and self.failures > self.max_share * self.attempts):
+        raise DataError(f'{self.failures} of the first {self.attempts} videos failed to load (more than '
+                        f'{self.max_share:.0%}); see data_errors.jsonl for the paths and reasons')
+    return skipped
+
+
+def normalize_on_device(video, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+  """uint8 clips → float32 normalised, inside the jitted step (4× fewer bytes cross the host boundary)."""
+  import jax.numpy as jnp
+  return (video.astype(jnp.float32) / 255.0 - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def global_batch(local_batch: dict, mesh, batch_axes=('data', 'fsdp')) -> dict:
+  """Assemble the global jax.Array batch from each process's share, sharded over the mesh's batch axes."""
+  import jax
+  from jax.sharding import NamedSharding, PartitionSpec
+  sharding = NamedSharding(mesh, PartitionSpec(batch_axes))
+  return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                                local_batch)
