@@ -204,3 +204,15 @@ def test_global_batch_on_a_mesh(corpus):
   np.testing.assert_allclose(np.asarray(video)[0, 0, 0, 0],
                              (batch['video'][0, 0, 0, 0] / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225],
                              rtol=1e-5)
+
+
+def test_synthetic_source_is_the_default_without_a_path(tmp_path):
+  """data.source='' and no path: the embedded motion dataset, generated into the configured cache folder and read
+  through exactly the same list + decode path."""
+  cfg = pipeline.default_data_config()
+  cfg.update(dict(num_frames=8, sampling_rate=2, input_size=32, patch_size=8, num_sample=1, workers=0))
+  cfg.synthetic = dict(cache_dir=str(tmp_path), clips_per_class=4, num_frames=16, size=32, num_workers=1)
+  src = make_source(cfg, 'train')
+  assert len(src) >= 8 and src[0]['file'].endswith('.mp4') and src[0]['file'].startswith(str(tmp_path))
+  batch = _take(pipeline.train_dataset(cfg, 'pretrain', 4, seed=0), 1)[0]
+  assert batch['video'].shape == (4, 8, 32, 32, 3) and not batch['skipped'].any()

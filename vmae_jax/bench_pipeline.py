@@ -136,6 +136,7 @@ def run(args) -> dict:
   from vmae_jax.data import tfds_builder
   packings = {'video_gop16': ('video', dict(short_side=320, gop=16)),
               'video_intra': ('video', dict(short_side=320, gop=1)),
+              'video_intra_fast': ('video', dict(short_side=320, gop=1, fast_decode=True)),
               'jpeg': ('jpeg', dict(short_side=320))}
   for name, (storage, kw) in packings.items():
     data_dir = os.path.join(work, f'tfds_{name}')
