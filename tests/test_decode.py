@@ -143,3 +143,30 @@ def test_broken_inputs_raise(tmp_path, videos, kind):
   with pytest.raises(Exception):
     rec = {'file': str(path), 'path': path.name}
     decode.decode_frames(rec, np.arange(0, 64, 4) % max(decode.num_frames(rec), 1))
+
+
+def test_variable_frame_rate_falls_back_to_exact_counting(tmp_path):
+  """Irregular timestamps: frame i is still the i-th decoded frame (the pts-derived shortcut is refused)."""
+  from fractions import Fraction
+  path = str(tmp_path / 'vfr.mkv')
+  rng = np.random.default_rng(0)
+  with av.open(path, 'w') as c:
+    s = c.add_stream('libx264', rate=30)
+    s.width, s.height, s.pix_fmt = 64, 48, 'yuv420p'
+    s.codec_context.time_base = Fraction(1, 1000)
+    pts = 0
+    for i in range(60):
+      img = np.full((48, 64, 3), (8 * i) % 256, np.uint8)
+      frame = av.VideoFrame.from_ndarray(img, format='rgb24')
+      frame.pts, frame.time_base = pts, Fraction(1, 1000)
+      pts += int(rng.choice([20, 33, 60]))
+      for p in s.encode(frame):
+        c.mux(p)
+    for p in s.encode():
+      c.mux(p)
+  ref = _reference(path)
+  assert len(ref) == 60
+  idx = [45, 50, 55, 59]
+  got = decode.decode_frames({'file': path}, idx)
+  for k, i in enumerate(idx):
+    np.testing.assert_array_equal(got[k], ref[i])

@@ -177,3 +177,18 @@ def test_fast_decode_intra_packing_reads_only_wanted_frames(tmp_path, monkeypatc
   monkeypatch.setattr(decode, '_decode_seeking', fail)
   frames = decode.decode_frames(record, [29, 3, 17])
   assert frames.shape == (3, 48, 64, 3)
+
+
+def test_shards_are_stored_uncompressed(tmp_path):
+  from array_record.python import array_record_module
+  from vmae_jax.data.videogen import write_video
+  (tmp_path / 'v').mkdir()
+  write_video(str(tmp_path / 'v' / 'a.mp4'), num_frames=12, width=32, height=32)
+  (tmp_path / 'train.csv').write_text('a.mp4 0\n')
+  out = tfds_builder.build(str(tmp_path), str(tmp_path / 'v'), str(tmp_path / 'data'))
+  shards = [f for f in os.listdir(out) if '.array_record' in f]
+  assert shards
+  for f in shards:
+    assert 'uncompressed' in array_record_module.ArrayRecordReader(os.path.join(out, f)).writer_options_string()
+  record = tfds_builder.load_source(out, 'train')[0]
+  assert record['video_bytes'] == (tmp_path / 'v' / 'a.mp4').read_bytes()

@@ -74,6 +74,7 @@ def num_frames(record: dict) -> int:
 
 
 def _decode_sequential(container, stream, wanted: set[int], last: int) -> dict[int, np.ndarray]:
+  stream.codec_context.skip_frame = 'DEFAULT'
   container.seek(0, stream=stream)
   out = {}
   for i, frame in enumerate(container.decode(stream)):
@@ -85,29 +86,58 @@ def _decode_sequential(container, stream, wanted: set[int], last: int) -> dict[i
 
 
 def _decode_seeking(container, stream, wanted: set[int], first: int, last: int) -> dict[int, np.ndarray] | None:
-  """Seek + pts-derived indices; None when the timestamps cannot be trusted (caller falls back)."""
+  """Seek + pts-derived indices; None when the timestamps cannot be trusted (caller falls back).
+
+  Packets of frames that are not wanted are decoded with skip_frame=NONREF: a non-reference frame (most B-frames)
+  is then dropped by the decoder, and since no other frame is predicted from it the wanted frames come out
+  bit-identical while fewer frames are decoded.
+  """
   rate = _rate(stream)
   start = stream.start_time if stream.start_time is not None else 0
   tb = stream.time_base
   if rate is None or tb is None:
     return None
+  index = lambda pts: int(round(float((pts - start) * tb * rate)))
   if first > 0:
-    target = start + int(first / rate / tb)
-    container.seek(target, stream=stream, backward=True, any_frame=False)
-  out, prev = {}, None
-  for frame in container.decode(stream):
-    if frame.pts is None:
-      return None
-    index = int(round(float((frame.pts - start) * tb * rate)))
-    if prev is None and index > first:
-      return None  # the seek landed after the first needed frame
-    if prev is not None and index != prev + 1:
-      return None  # gaps or repeats: not a constant-rate stream
-    prev = index
-    if index in wanted:
-      out[index] = _rgb(frame)
-    if index >= last:
-      break
+    container.seek(start + int(first / rate / tb), stream=stream, backward=True, any_frame=False)
+  codec = stream.codec_context
+  out: dict[int, np.ndarray] = {}
+  packet_indices: list[int] = []
+  prev = None
+  done = False
+  try:
+    for packet in container.demux(stream):
+      if packet.size:
+        if packet.pts is None:
+          return None
+        i = index(packet.pts)
+        packet_indices.append(i)
+        codec.skip_frame = 'DEFAULT' if i in wanted else 'NONREF'
+      for frame in codec.decode(packet if packet.size else None):
+        if frame.pts is None:
+          return None
+        i = index(frame.pts)
+        if prev is None and i > first:
+          return None  # the seek landed after the first needed frame
+        if prev is not None and i <= prev:
+          return None  # output must come in display order
+        prev = i
+        if i in wanted:
+          out[i] = _rgb(frame)
+        if i >= last:
+          done = True
+          break
+      if done:
+        break
+  finally:
+    codec.skip_frame = 'DEFAULT'
+  # Constant frame rate check over every packet seen (skipped ones included): one packet per index and no gaps up
+  # to the last wanted frame (packets read past it, in decode order, may still leave holes).
+  if len(set(packet_indices)) != len(packet_indices):
+    return None
+  seen = sorted(i for i in packet_indices if i <= last)
+  if seen and seen[-1] - seen[0] + 1 != len(seen):
+    return None
   return out
 
 
