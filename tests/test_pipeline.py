@@ -170,6 +170,7 @@ def test_broken_corpus_eval_counts_exactly(corpus, tmp_path):
 def test_failure_share_stops_a_bad_source():
   monitor = pipeline.FailureMonitor(max_share=0.5, window=100)
   monitor.update({'skipped': np.array([0, 1, 0, 2])})
+  assert monitor.metrics() == {'data/skipped': 3}
   with pytest.raises(pipeline.DataError, match='failed to load'):
     for _ in range(20):
       monitor.update({'skipped': np.array([3, 3])})
@@ -216,3 +217,19 @@ def test_synthetic_source_is_the_default_without_a_path(tmp_path):
   assert len(src) >= 8 and src[0]['file'].endswith('.mp4') and src[0]['file'].startswith(str(tmp_path))
   batch = _take(pipeline.train_dataset(cfg, 'pretrain', 4, seed=0), 1)[0]
   assert batch['video'].shape == (4, 8, 32, 32, 3) and not batch['skipped'].any()
+
+
+def test_finetune_batches_with_mixup(corpus):
+  cfg = _cfg(corpus, num_sample=2, rand_augment=False)
+  batch = _take(pipeline.train_dataset(cfg, 'finetune', 2, seed=0, num_classes=3), 1)[0]
+  assert batch['video'].shape == (4, 8, 32, 32, 3) and batch['video'].dtype == np.float32
+  assert batch['target'].shape == (4, 3)
+  np.testing.assert_allclose(batch['target'].sum(-1), 1.0, atol=1e-6)
+  assert (batch['target'].max(-1) < 1.0).all()  # smoothed and mixed, never one-hot
+  again = _take(pipeline.train_dataset(cfg, 'finetune', 2, seed=0, num_classes=3), 1)[0]
+  _equal(batch, again)
+  cfg.mixup = cfg.cutmix = 0.0
+  plain = _take(pipeline.train_dataset(cfg, 'finetune', 2, seed=0, num_classes=3), 1)[0]
+  assert 'target' not in plain
+  with pytest.raises(ValueError, match='num_classes'):
+    pipeline.train_dataset(_cfg(corpus), 'finetune', 2, seed=0)

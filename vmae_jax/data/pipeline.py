@@ -48,6 +48,8 @@ def default_data_config() -> ml_collections.ConfigDict:
       tubelet_size=2, patch_size=16,
       # fine-tune augmentation
       flip=True, rand_augment=True, erase_prob=0.25,
+      # fine-tune batch mixing (timm Mixup 'batch' mode on each process's batch); mixup=cutmix=0 turns it off
+      mixup=0.8, cutmix=1.0, mix_prob=1.0, mix_switch_prob=0.5, label_smoothing=0.1,
       # evaluation views
       short_side=224, test_num_segment=5, test_num_crop=3,
       # reading
@@ -196,6 +198,20 @@ class EvalExample:
     return np.stack(views)
 
 
+class MixBatch:
+  """Mixup / CutMix on one process's fine-tuning batch, on host, after batching (where the official code mixes:
+  per GPU batch, before the forward pass). Adds `target` (B, num_classes) soft labels; `label` stays the hard one."""
+
+  def __init__(self, cfg, num_classes: int):
+    self.cfg, self.num_classes = cfg, num_classes
+
+  def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
+    c = self.cfg
+    video, target = augment.mixup_cutmix(rng, batch['video'], batch['label'], self.num_classes, c.mixup, c.cutmix,
+                                         c.mix_prob, c.mix_switch_prob, c.label_smoothing)
+    return {**batch, 'video': video, 'target': target.astype(np.float32)}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The graph
 
@@ -211,6 +227,13 @@ def _flatten_samples(batch: dict) -> dict:
   return out
 
 
+def _process(index: int | None, count: int | None) -> tuple[int, int]:
+  if index is None or count is None:
+    import jax
+    return jax.process_index(), jax.process_count()
+  return index, count
+
+
 def _worker_processes(it: grain.IterDataset, cfg) -> grain.IterDataset:
   if cfg.workers <= 0:
     return it
@@ -224,22 +247,29 @@ def _worker_processes(it: grain.IterDataset, cfg) -> grain.IterDataset:
 
 def train_dataset(cfg, task: str, batch_size: int, seed: int, *, num_classes: int | None = None,
                   error_dir: str | None = None, split: str = 'train', num_epochs: int | None = None,
-                  process_index: int = 0, process_count: int = 1) -> grain.IterDataset:
-  """Per-process training batches. `batch_size` is this process's number of videos (× num_sample clips)."""
+                  process_index: int | None = None, process_count: int | None = None) -> grain.IterDataset:
+  """Per-process training batches. `batch_size` is this process's number of videos (× num_sample clips).
+  Each JAX process reads every process_count-th example (default: this process of the running job)."""
   source = make_source(cfg, split, num_classes)
+  process_index, process_count = _process(process_index, process_count)
   ds = grain.MapDataset.range(len(source))[process_index::process_count]
   ds = ds.shuffle(seed=seed).repeat(num_epochs)
   ds = ds.random_map(TrainExample(source, cfg, task, error_dir), seed=seed)
   ds = ds.batch(batch_size, drop_remainder=True).map(_flatten_samples)
+  if task != 'pretrain' and (cfg.mixup > 0 or cfg.cutmix > 0):
+    if not num_classes:
+      raise ValueError('mixup/cutmix needs num_classes (model.num_classes); set data.mixup=data.cutmix=0 to disable')
+    ds = ds.random_map(MixBatch(cfg, num_classes), seed=seed + 1)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=cfg.prefetch))
   return _worker_processes(it, cfg)
 
 
 def eval_dataset(cfg, batch_size: int, *, num_classes: int | None = None, error_dir: str | None = None,
-                 split: str = 'val', multi_view: bool = True, process_index: int = 0,
-                 process_count: int = 1) -> grain.IterDataset:
+                 split: str = 'val', multi_view: bool = True, process_index: int | None = None,
+                 process_count: int | None = None) -> grain.IterDataset:
   """Per-process evaluation batches in a fixed order; every video appears once (last batch may be smaller)."""
   source = make_source(cfg, split, num_classes)
+  process_index, process_count = _process(process_index, process_count)
   ds = grain.MapDataset.range(len(source))[process_index::process_count]
   ds = ds.map(EvalExample(source, cfg, error_dir, multi_view)).batch(batch_size, drop_remainder=False)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=cfg.prefetch))
@@ -253,9 +283,11 @@ class FailureMonitor:
     self.max_share, self.window = max_share, window
     self.attempts = 0
     self.failures = 0
+    self.total_skipped = 0
 
   def update(self, batch: dict) -> int:
     skipped = int(np.sum(batch['skipped']))
+    self.total_skipped += skipped
     if self.attempts < self.window:
       self.attempts += len(np.atleast_1d(batch['skipped'])) + skipped
       self.failures += skipped
@@ -264,6 +296,10 @@ class FailureMonitor:
         raise DataError(f'{self.failures} of the first {self.attempts} videos failed to load (more than '
                         f'{self.max_share:.0%}); see data_errors.jsonl for the paths and reasons')
     return skipped
+
+  def metrics(self) -> dict[str, int]:
+    """For the training log: videos replaced so far in this process."""
+    return {'data/skipped': self.total_skipped}
 
 
 def normalize_on_device(video, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
