@@ -85,6 +85,18 @@ def _decode_sequential(container, stream, wanted: set[int], last: int) -> dict[i
   return out
 
 
+def _seek_to(container, stream, first: int):
+  """Seek to the keyframe at or before frame `first`; returns pts → frame index, or None without timestamps."""
+  rate = _rate(stream)
+  start = stream.start_time if stream.start_time is not None else 0
+  tb = stream.time_base
+  if rate is None or tb is None:
+    return None
+  if first > 0:
+    container.seek(start + int(first / rate / tb), stream=stream, backward=True, any_frame=False)
+  return lambda pts: int(round(float((pts - start) * tb * rate)))
+
+
 def _decode_seeking(container, stream, wanted: set[int], first: int, last: int) -> dict[int, np.ndarray] | None:
   """Seek + pts-derived indices; None when the timestamps cannot be trusted (caller falls back).
 
@@ -92,14 +104,9 @@ def _decode_seeking(container, stream, wanted: set[int], first: int, last: int) 
   is then dropped by the decoder, and since no other frame is predicted from it the wanted frames come out
   bit-identical while fewer frames are decoded.
   """
-  rate = _rate(stream)
-  start = stream.start_time if stream.start_time is not None else 0
-  tb = stream.time_base
-  if rate is None or tb is None:
+  index = _seek_to(container, stream, first)
+  if index is None:
     return None
-  index = lambda pts: int(round(float((pts - start) * tb * rate)))
-  if first > 0:
-    container.seek(start + int(first / rate / tb), stream=stream, backward=True, any_frame=False)
   codec = stream.codec_context
   out: dict[int, np.ndarray] = {}
   packet_indices: list[int] = []
@@ -162,14 +169,9 @@ def _decode_intra(container, stream, wanted: set[int], first: int, last: int) ->
 
   Returns None at the first packet that is not a keyframe (the stream needs the general path).
   """
-  rate = _rate(stream)
-  start = stream.start_time if stream.start_time is not None else 0
-  tb = stream.time_base
-  if rate is None or tb is None:
+  index = _seek_to(container, stream, first)
+  if index is None:
     return None
-  index = lambda pts: int(round(float((pts - start) * tb * rate)))
-  if first > 0:
-    container.seek(start + int(first / rate / tb), stream=stream, backward=True, any_frame=False)
   codec = stream.codec_context
   out: dict[int, np.ndarray] = {}
 
