@@ -104,7 +104,7 @@ def test_frame_count_fallbacks(videos, monkeypatch):
   with av.open(path) as c:
     assert c.streams.video[0].frames == 0  # the metadata gap this fallback exists for
   assert decode.num_frames({'file': path}) == 75
-  monkeypatch.setattr(decode, '_rate', lambda stream: None)
+  monkeypatch.setattr(decode, 'frame_rate', lambda stream: None)
   assert decode.num_frames({'file': path}) == 75
   assert decode.num_frames({'file': path, 'num_frames': 12}) == 12  # a record that already knows wins
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from vmae_jax import models, pretrained
+from vmae_jax.data.sources import read_class_names
 from vmae_jax.models.config import ModelConfig
 
 LABELS = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'kinetics-labels')
@@ -17,8 +18,8 @@ PT = ModelConfig(kind='pretrain', img_size=32, patch_size=8, num_frames=4, embed
 
 @pytest.mark.parametrize('n', [400, 600, 700])
 def test_710_head_remap_reproduces_the_official_maps(n):
-  k710 = pretrained.read_class_names(os.path.join(LABELS, 'label_map_k710.txt'))
-  dst = pretrained.read_class_names(os.path.join(LABELS, f'label_map_k{n}.txt'))
+  k710 = read_class_names(os.path.join(LABELS, 'label_map_k710.txt'))
+  dst = read_class_names(os.path.join(LABELS, f'label_map_k{n}.txt'))
   with open(os.path.join(LABELS, f'label_710to{n}.json')) as f:
     official = json.load(f)
   assert len(k710) == 710 and len(dst) == n

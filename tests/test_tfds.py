@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from vmae_jax.data import synthetic, tfds_builder
+from vmae_jax.data.sources import SourceError
 
 TINY = dict(clips_per_class=3, num_frames=16, size=32)
 
@@ -149,10 +150,10 @@ def test_bad_lists_and_arguments_name_the_problem(lists, tmp_path):
   ann = tmp_path / 'ann'
   ann.mkdir()
   (ann / 'train.csv').write_text('videos/a.mp4 0\nvideos/b.mp4 x\n')
-  with pytest.raises(tfds_builder.BuildError, match=r'train\.csv:2: label .x. is not an integer'):
+  with pytest.raises(SourceError, match=r'train\.csv:2: label .x. is not an integer'):
     tfds_builder.build(str(ann), lists['root'], str(tmp_path / 'data'))
   (ann / 'train.csv').write_text('videos/a.mp4 9\n')
-  with pytest.raises(tfds_builder.BuildError, match=r'train\.csv:1: label 9 outside \[0, 8\)'):
+  with pytest.raises(SourceError, match=r'train\.csv:1: label 9 outside \[0, 8\)'):
     tfds_builder.build(str(ann), lists['root'], str(tmp_path / 'data'), num_classes=8)
   with pytest.raises(tfds_builder.BuildError, match='storage'):
     tfds_builder.build(lists['ann'], lists['root'], str(tmp_path / 'data'), storage='png')

@@ -103,12 +103,13 @@ def load(path, dtype=None, step: int | None = None) -> LoadedModel:
 
   `dtype` ('bfloat16', 'float32', ...) sets the compute dtype; parameters are restored in float32.
   """
-  config = checkpoint.read_config(path, step)
-  if dtype is not None:
-    config = config.replace(dtype=jnp.dtype(dtype).name)
   device = jax.devices()[0]
   sharding = jax.sharding.SingleDeviceSharding(device)
-  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                                    nn.unbox(models.abstract_params(config)))
-  params = checkpoint.restore_params(path, abstract, step)
+
+  def abstract_for(config: ModelConfig):
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                                  nn.unbox(models.abstract_params(config)))
+  config, params = checkpoint.restore(path, abstract_for, step)
+  if dtype is not None:
+    config = config.replace(dtype=jnp.dtype(dtype).name)
   return LoadedModel(config=config, variables={'params': params})

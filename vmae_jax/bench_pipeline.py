@@ -115,6 +115,64 @@ def time_official(paths: list[str], clips: int, workers: int, num_sample: int) -
   return n / (time.perf_counter() - t0)
 
 
+# --- where the time goes ---------------------------------------------------------------------------------------
+
+def _ms(fn, repeats: int) -> float:
+  fn()
+  t0 = time.perf_counter()
+  for _ in range(repeats):
+    fn()
+  return (time.perf_counter() - t0) / repeats * 1000
+
+
+def stage_report(sources: dict, repeats: int = 24) -> dict[str, dict[str, float]]:
+  """ms per clip of each stage, one core, for each source (name → random-access source of records)."""
+  from vmae_jax.data import decode
+  report = {}
+  for name, source in sources.items():
+    rng = np.random.default_rng(0)
+    records = [source[i % len(source)] for i in range(repeats)]
+    k = iter(range(10 ** 9))
+    choose = lambda n: sampling.pretrain_indices(rng, n, NUM_FRAMES, RATE)
+    clip = decode.read_clip(records[0], choose, threads=1)[0]
+    row = {
+        'read record': _ms(lambda: source[next(k) % len(source)], repeats),
+        'open + count + decode 16 frames (RGB)': _ms(
+            lambda: decode.read_clip(records[next(k) % repeats], choose, threads=1), repeats),
+        'multi-scale crop + PIL resize (16 frames)': _ms(lambda: augment.pretrain_transform(rng, clip, SIZE), repeats),
+        'masks (tube + running cell)': _ms(lambda: masking.sample_masks(rng, GRID, 'tube', 0.9, 'run_cell', 0.5),
+                                           repeats),
+    }
+    report[name] = row
+  for name, row in report.items():
+    print(f'stages [{name}]: ' + '; '.join(f'{k} {v:.2f} ms' for k, v in row.items()), flush=True)
+  return report
+
+
+def shard_read_report(data_dir: str, repeats: int = 48) -> dict[str, float]:
+  """ms per record read from a packed shard as stored (uncompressed) and re-written with array_record's default zstd."""
+  from array_record.python import array_record_module as ar
+  from vmae_jax.data import tfds_builder
+  folder = tfds_builder.find_dataset_dir(data_dir)
+  shard = os.path.join(folder, next(f for f in sorted(os.listdir(folder)) if '.array_record' in f))
+  zstd = shard + '.zstd_copy'
+  reader = ar.ArrayRecordReader(shard)
+  writer = ar.ArrayRecordWriter(zstd, 'group_size:1')  # the TFDS default options: zstd:3
+  for i in range(reader.num_records()):
+    writer.write(reader.read([i])[0])
+  writer.close()
+  out = {}
+  for name, path in (('uncompressed', shard), ('zstd (array_record default)', zstd)):
+    r = ar.ArrayRecordReader(path)
+    n = r.num_records()
+    k = iter(range(10 ** 9))
+    out[name] = _ms(lambda: r.read([next(k) % n]), repeats)
+    r.close()
+  os.remove(zstd)
+  print('record read: ' + '; '.join(f'{k} {v:.2f} ms' for k, v in out.items()), flush=True)
+  return out
+
+
 # --- driver ---------------------------------------------------------------------------------------------------
 
 def run(args) -> dict:
@@ -162,6 +220,12 @@ def run(args) -> dict:
       print(f'  run {r + 1}: {name}: {value:.1f} clips/s', flush=True)
   for name, value in results.items():
     print(f'{name}: {value:.1f} clips/s (best of {args.repeats})', flush=True)
+
+  from vmae_jax.data.sources import ListSource
+  stage_report({'original files': ListSource(lists, 'train', root),
+                'TFDS intra + fast_decode': tfds_builder.load_source(os.path.join(work, 'tfds_video_intra_fast'),
+                                                                     'train')})
+  shard_read_report(os.path.join(work, 'tfds_video_intra_fast'))
 
   best = max(v for k, v in results.items() if k.startswith(('a_', 'b_')))
   summary = {'clips_per_s': round(best, 2), 'decord_clips_per_s': round(results['c_official_decord_pil'], 2),

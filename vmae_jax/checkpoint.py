@@ -50,28 +50,22 @@ def _manager(root: str) -> ocp.CheckpointManager:
                                item_names=(PARAMS, MODEL_CONFIG))
 
 
-def latest_step(path) -> tuple[str, int]:
+def restore(path, abstract_params_for, step: int | None = None):
+  """(config, params) of the latest (or given) step, through one manager.
+
+  `abstract_params_for(config)` gives the parameter tree of ShapeDtypeStructs (with shardings) to restore onto;
+  only the parameters are read, never optimizer state.
+  """
   root = checkpoint_root(path)
   with _manager(root) as mngr:
-    step = mngr.latest_step()
-  if step is None:
-    raise CheckpointError(f'{root}: no committed checkpoint step found')
-  return root, step
-
-
-def read_config(path, step: int | None = None) -> ModelConfig:
-  root, latest = latest_step(path)
-  step = latest if step is None else step
-  with _manager(root) as mngr:
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f'{root}: no committed checkpoint step found')
+    if step not in mngr.all_steps():
+      raise CheckpointError(f'{root}: no step {step}; it has {sorted(mngr.all_steps())}')
     d = mngr.restore(step, args=ocp.args.Composite(**{MODEL_CONFIG: ocp.args.JsonRestore()}))[MODEL_CONFIG]
-  return ModelConfig.from_dict(dict(d))
-
-
-def restore_params(path, abstract_params, step: int | None = None):
-  """Restore only the parameters, onto the shardings given in `abstract_params` (ShapeDtypeStructs)."""
-  root, latest = latest_step(path)
-  step = latest if step is None else step
-  with _manager(root) as mngr:
+    config = ModelConfig.from_dict(dict(d))
+    abstract = abstract_params_for(config)
     restored = mngr.restore(step, args=ocp.args.Composite(
-        **{PARAMS: ocp.args.StandardRestore({'params': abstract_params})}))
-  return restored[PARAMS]['params']
+        **{PARAMS: ocp.args.StandardRestore({'params': abstract})}))
+  return config, restored[PARAMS]['params']

@@ -343,11 +343,12 @@ def infer_config(sd: dict, model: str | None = None, overrides: dict | None = No
   else:
     fields = ModelConfig().to_dict()
     fields['name'] = ''
+  from_hf = _hf_overrides(hf_config, source)
   fields.update(shapes)
-  fields.update(_hf_overrides(hf_config, source))
+  fields.update(from_hf)
   needed = ['num_heads'] + (['decoder_num_heads'] if shapes['kind'] == 'pretrain' else [])
   for f in needed:
-    if model is None and f not in overrides and f not in _hf_overrides(hf_config, source):
+    if model is None and f not in overrides and f not in from_hf:
       hint = _matching_names(shapes)
       raise ConvertError(f'{source}: {f} cannot be read from the weights; pass model=NAME'
                          + (f' (the shapes match {hint})' if hint else '') + f' or {f}=...')

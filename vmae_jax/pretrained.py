@@ -24,11 +24,6 @@ class InitError(ValueError):
   """The checkpoint cannot initialise the model; the message names the parameter or class."""
 
 
-def read_class_names(path: str) -> list[str]:
-  with open(path) as f:
-    return [line.strip() for line in f if line.strip()]
-
-
 def label_index_map(src_names: Sequence[str], dst_names: Sequence[str],
                     synonyms: dict[str, str] | None = None) -> list[int]:
   """For each destination class, the index of the same class among the source classes (by name).

@@ -42,7 +42,8 @@ def _stream(container, record):
   return container.streams.video[0]
 
 
-def _rate(stream) -> Fraction | None:
+def frame_rate(stream) -> Fraction | None:
+  """The stream's frame rate: measured average, else what FFmpeg guesses; None when unknown."""
   for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
     if rate:
       return Fraction(rate)
@@ -55,22 +56,26 @@ def _count_frames(container, stream) -> int:
   return sum(1 for packet in container.demux(stream) if packet.size)
 
 
+def _frame_count(container, stream) -> int:
+  """Container metadata, else duration × rate, else a counting pass (webm often says 0 frames)."""
+  if stream.frames:
+    return int(stream.frames)
+  rate = frame_rate(stream)
+  if stream.duration and stream.time_base and rate:
+    return max(int(round(float(stream.duration * stream.time_base * rate))), 1)
+  if container.duration and rate:
+    return max(int(round(container.duration / av.time_base * float(rate))), 1)
+  return _count_frames(container, stream)
+
+
 def num_frames(record: dict) -> int:
-  """Frame count: container metadata, else duration × rate, else a counting pass (webm often says 0)."""
+  """Frame count of a record (known counts from the source are trusted)."""
   if 'jpeg_frames' in record:
     return len(record['jpeg_frames'])
   if record.get('num_frames'):
     return int(record['num_frames'])
   with _open(record) as container:
-    stream = _stream(container, record)
-    if stream.frames:
-      return int(stream.frames)
-    rate = _rate(stream)
-    if stream.duration and stream.time_base and rate:
-      return max(int(round(float(stream.duration * stream.time_base * rate))), 1)
-    if container.duration and rate:
-      return max(int(round(container.duration / av.time_base * float(rate))), 1)
-    return _count_frames(container, stream)
+    return _frame_count(container, _stream(container, record))
 
 
 def _decode_sequential(container, stream, wanted: set[int], last: int) -> dict[int, np.ndarray]:
@@ -87,13 +92,14 @@ def _decode_sequential(container, stream, wanted: set[int], last: int) -> dict[i
 
 def _seek_to(container, stream, first: int):
   """Seek to the keyframe at or before frame `first`; returns pts → frame index, or None without timestamps."""
-  rate = _rate(stream)
+  rate = frame_rate(stream)
   start = stream.start_time if stream.start_time is not None else 0
   tb = stream.time_base
   if rate is None or tb is None:
     return None
-  if first > 0:
-    container.seek(start + int(first / rate / tb), stream=stream, backward=True, any_frame=False)
+  # Always seek, also to frame 0: it rewinds the demuxer and flushes the decoder, so a second attempt on the same
+  # open container starts clean.
+  container.seek(start + int(first / rate / tb), stream=stream, backward=True, any_frame=False)
   return lambda pts: int(round(float((pts - start) * tb * rate)))
 
 
@@ -149,9 +155,7 @@ def _decode_seeking(container, stream, wanted: set[int], first: int, last: int) 
 
 
 def _rgb(frame) -> np.ndarray:
-  # Same pixels as frame.to_ndarray(format='rgb24') (no scaling happens, so the interpolation flag only selects
-  # swscale's unscaled converter), measured ~6x faster at 340x256. The decode tests compare the two per format.
-  return frame.reformat(format='rgb24', interpolation='POINT').to_ndarray()
+  return frame.to_ndarray(format='rgb24')
 
 
 @contextlib.contextmanager
@@ -202,44 +206,79 @@ def _decode_intra(container, stream, wanted: set[int], first: int, last: int) ->
   return out
 
 
-def decode_frames(record: dict, indices, threads: int = 0) -> np.ndarray:
-  """uint8 (len(indices), H, W, 3) for the given frame indices (any order, repeats allowed).
-
-  Indices past the real end (metadata that over-counts) take the last decoded frame. `threads` = 0 lets FFmpeg
-  choose; 1 decodes in the calling thread (best inside many worker processes).
-  """
-  indices = np.asarray(indices, dtype=np.int64)
-  name = record.get('path', record.get('file', '<bytes>'))
-  if indices.size == 0 or indices.min() < 0:
-    raise ValueError(f'{name}: invalid frame indices {indices.tolist()}')
-  if 'jpeg_frames' in record:
-    frames = record['jpeg_frames']
-    cache = {}
-    for i in np.unique(indices):
-      j = min(int(i), len(frames) - 1)
-      cache[int(i)] = np.asarray(Image.open(io.BytesIO(frames[j])).convert('RGB'))
-    return np.stack([cache[int(i)] for i in indices])
+def _decode(container, stream, indices: np.ndarray) -> dict[int, np.ndarray]:
   wanted = set(int(i) for i in np.unique(indices))
   first, last = min(wanted), max(wanted)
+  got = _decode_intra(container, stream, wanted, first, last)
+  if got is None or len(got) < len(wanted):
+    got = _decode_seeking(container, stream, wanted, first, last)
+    if got is None or (len(got) < len(wanted) and max(got, default=-1) < last and first > 0):
+      got = _decode_sequential(container, stream, wanted, last)
+  return got
+
+
+def _check_indices(indices, name: str) -> np.ndarray:
+  indices = np.asarray(indices, dtype=np.int64)
+  if indices.ndim != 1 or indices.size == 0 or indices.min() < 0:
+    raise ValueError(f'{name}: invalid frame indices {indices.tolist()}')
+  return indices
+
+
+def _jpeg(record: dict, indices: np.ndarray) -> np.ndarray:
+  frames = record['jpeg_frames']
+  cache = {int(i): np.asarray(Image.open(io.BytesIO(frames[min(int(i), len(frames) - 1)])).convert('RGB'))
+           for i in np.unique(indices)}
+  return np.stack([cache[int(i)] for i in indices])
+
+
+@contextlib.contextmanager
+def _reading(record: dict):
+  """Any FFmpeg/PyAV/OS error becomes a DecodeError naming the file; the caller decides what it costs (a counted
+  skip in training, an unevaluated video in evaluation)."""
+  name = record.get('path', record.get('file', '<bytes>'))
   try:
-    with _video(record, threads) as (container, stream):
-      got = _decode_intra(container, stream, wanted, first, last)
-    if got is None or len(got) < len(wanted):
-      with _video(record, threads) as (container, stream):  # a fresh demuxer and decoder for the general path
-        got = _decode_seeking(container, stream, wanted, first, last)
-        if got is None or (len(got) < len(wanted) and max(got, default=-1) < last and first > 0):
-          got = _decode_sequential(container, stream, wanted, last)
-  except DecodeError:
+    yield
+  except (DecodeError, ValueError):
     raise
-  except Exception as e:  # any FFmpeg/PyAV/OS error: the caller decides (skip in training, count in eval)
+  except Exception as e:
     raise DecodeError(f'{name}: {type(e).__name__}: {e}') from e
+
+
+def _assemble(got: dict[int, np.ndarray], indices: np.ndarray, record: dict) -> np.ndarray:
   if not got:
-    raise DecodeError(f'{name}: no frames could be decoded')
+    raise DecodeError(f'{record.get("path", record.get("file", "<bytes>"))}: no frames could be decoded')
   available = sorted(got)
   out = []
   for i in indices:
     i = int(i)
-    if i not in got:  # past the real end: repeat the last decoded frame, as the official loaders do
-      i = max(k for k in available if k <= i) if available[0] <= i else available[0]
+    if i not in got:  # past the real end (metadata over-counts): repeat the last decoded frame, as the official
+      i = max(k for k in available if k <= i) if available[0] <= i else available[0]  # loaders do
     out.append(got[i])
   return np.stack(out)
+
+
+def read_clip(record: dict, choose, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Open the video once, count its frames n, decode `indices = choose(n)`; returns (uint8 (T, H, W, 3), indices).
+
+  `choose` is a sampler closed over its random generator, so the pipeline pays one open per clip. `threads` = 0
+  lets FFmpeg choose; 1 decodes in the calling thread (best inside many worker processes).
+  """
+  name = record.get('path', record.get('file', '<bytes>'))
+  if 'jpeg_frames' in record:
+    indices = _check_indices(choose(len(record['jpeg_frames'])), name)
+    return _jpeg(record, indices), indices
+  with _reading(record), _video(record, threads) as (container, stream):
+    n = int(record['num_frames']) if record.get('num_frames') else _frame_count(container, stream)
+    indices = _check_indices(choose(n), name)
+    got = _decode(container, stream, indices)
+  return _assemble(got, indices, record), indices
+
+
+def decode_frames(record: dict, indices, threads: int = 0) -> np.ndarray:
+  """uint8 (len(indices), H, W, 3) for known frame indices (any order, repeats allowed); no frame count needed."""
+  indices = _check_indices(indices, record.get('path', record.get('file', '<bytes>')))
+  if 'jpeg_frames' in record:
+    return _jpeg(record, indices)
+  with _reading(record), _video(record, threads) as (container, stream):
+    got = _decode(container, stream, indices)
+  return _assemble(got, indices, record)

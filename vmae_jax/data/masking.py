@@ -6,6 +6,7 @@ lengths depend only on the grid and the ratios, so every jitted shape is static.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -44,13 +45,19 @@ def random_mask(rng: np.random.Generator, grid: Grid, mask_ratio: float) -> np.n
 
 
 def running_cell_patterns(grid: Grid, mask_ratio: float = 0.5) -> np.ndarray:
+  """See `_running_cell_patterns`; cached (every example of a run asks for the same four), returned read-only."""
+  t, h, w = _check_grid(grid)
+  return _running_cell_patterns(t, h, w, float(mask_ratio))
+
+
+@functools.lru_cache(maxsize=16)
+def _running_cell_patterns(t: int, h: int, w: int, mask_ratio: float) -> np.ndarray:
   """The 4 running-cell decoder masks (4, N), True = dropped by the decoder (VideoMAE V2).
 
   A 2×2 cell holds `int(4·ratio)` dropped slots, queue = [1]*k + [0]*(4-k). For pattern s the cell of temporal slice
   t is the queue rotated by (s + t + 1) mod 4, read row-major into 2×2 and tiled over the H'×W' grid, so the dropped
   positions run around the cell from one slice to the next.
   """
-  t, h, w = _check_grid(grid)
   num_dropped = int(4 * _check_ratio(mask_ratio, 'decoder_mask_ratio'))
   if not 0 < num_dropped < 4:
     raise ValueError(f'decoder_mask_ratio={mask_ratio} gives {num_dropped} dropped slots per 2x2 cell; need 1..3')
@@ -62,7 +69,9 @@ def running_cell_patterns(grid: Grid, mask_ratio: float = 0.5) -> np.ndarray:
     for frame in range(t):
       cell = queue[(np.arange(4) + start + frame + 1) % 4].reshape(2, 2)
       patterns[start, frame] = np.tile(cell, (h // 2, w // 2)).reshape(-1)
-  return patterns.reshape(4, t * h * w)
+  patterns = patterns.reshape(4, t * h * w)
+  patterns.flags.writeable = False
+  return patterns
 
 
 def running_cell_mask(rng: np.random.Generator, grid: Grid, mask_ratio: float = 0.5) -> np.ndarray:

@@ -113,9 +113,9 @@ class TrainExample:
     self.reporter = ErrorReporter(error_dir)
 
   def _clip(self, record, rng):
-    n = decode.num_frames(record)
-    idx = sampling.train_indices(rng, n, self.cfg.sampling, self.cfg.num_frames, self.cfg.sampling_rate)
-    return decode.decode_frames(record, idx, threads=self.cfg.decode_threads)
+    c = self.cfg
+    choose = lambda n: sampling.train_indices(rng, n, c.sampling, c.num_frames, c.sampling_rate)
+    return decode.read_clip(record, choose, threads=c.decode_threads)[0]
 
   def __call__(self, index, rng: np.random.Generator) -> dict[str, Any]:
     cfg, skipped, i = self.cfg, 0, int(index)
@@ -178,21 +178,22 @@ class EvalExample:
 
   def _views(self, record) -> np.ndarray:
     cfg = self.cfg
-    n = decode.num_frames(record)
     if not self.multi_view:
-      idx = (sampling.segment_val_indices(n, cfg.num_frames) if cfg.sampling == 'segment'
-             else sampling.dense_val_indices(n, cfg.num_frames, cfg.sampling_rate))
-      clip = decode.decode_frames(record, idx, threads=cfg.decode_threads)
+      choose = (lambda n: sampling.segment_val_indices(n, cfg.num_frames)) if cfg.sampling == 'segment' else (
+          lambda n: sampling.dense_val_indices(n, cfg.num_frames, cfg.sampling_rate))
+      clip, _ = decode.read_clip(record, choose, threads=cfg.decode_threads)
       return augment.center_crop_view(clip, cfg.short_side, cfg.input_size)[None]
-    if cfg.sampling == 'segment':
-      clips_idx = sampling.segment_test_indices(n, cfg.num_frames, cfg.test_num_segment)
-    else:
-      clips_idx = sampling.dense_test_indices(n, cfg.num_frames, cfg.sampling_rate, cfg.test_num_segment)
-    flat = np.unique(clips_idx)
-    frames = decode.decode_frames(record, flat, threads=cfg.decode_threads)  # each frame decoded once
+    clips_idx = []
+
+    def choose(n):  # every test clip's frames, each decoded once
+      clips_idx.append(sampling.segment_test_indices(n, cfg.num_frames, cfg.test_num_segment)
+                       if cfg.sampling == 'segment' else
+                       sampling.dense_test_indices(n, cfg.num_frames, cfg.sampling_rate, cfg.test_num_segment))
+      return np.unique(clips_idx[0])
+    frames, flat = decode.read_clip(record, choose, threads=cfg.decode_threads)
     lookup = {int(f): k for k, f in enumerate(flat)}
     views = []
-    for clip_idx in clips_idx:
+    for clip_idx in clips_idx[0]:
       clip = frames[[lookup[int(f)] for f in clip_idx]]
       views += augment.eval_views(clip, cfg.short_side, cfg.input_size, cfg.test_num_crop)
     return np.stack(views)

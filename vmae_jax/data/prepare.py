@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from vmae_jax.data import reencode
+from vmae_jax.data.sources import SourceError, read_class_names
 
 VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.mpg', '.mpeg', '.flv', '.ogv', '.wmv',
                     '.3gp', '.ts')
@@ -36,22 +37,6 @@ COPY_SETTINGS = '.prepare_settings.json'   # in <out>/videos: the settings its c
 
 class PrepareError(ValueError):
   """The folder tree, the class list or an argument is unusable; the message names the file or folder."""
-
-
-def read_class_list(path: str) -> list[str]:
-  """Class names, one per line (blank lines and '#' comments skipped); duplicates are an error."""
-  names = []
-  with open(path) as f:
-    for lineno, line in enumerate(f, 1):
-      name = line.strip()
-      if not name or name.startswith('#'):
-        continue
-      if name in names:
-        raise PrepareError(f'{path}:{lineno}: class {name!r} listed twice')
-      names.append(name)
-  if not names:
-    raise PrepareError(f'{path}: no class names')
-  return names
 
 
 def scan(videos_dir: str, classes: Sequence[str] | None = None) -> tuple[list[str], dict[str, list[str]], list[str]]:
@@ -215,7 +200,7 @@ def prepare(videos: str, out: str, classes: str | None = None, val_fraction: flo
             crf: int = 23, workers: int | None = None, log=print) -> dict:
   """Write `<out>/{train,val,test}.csv` and `<out>/classes.txt` (and re-encoded copies when asked); return a
   summary dict: root, classes, counts per split, skipped files, notes."""
-  names = read_class_list(classes) if classes else None
+  names = read_class_names(classes) if classes else None
   names, files, notes = scan(videos, names)
   if not any(files.values()):
     raise PrepareError(f'{videos}: no video files in any class folder')
@@ -268,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   try:
     summary = prepare(**vars(args))
-  except PrepareError as e:
+  except (PrepareError, SourceError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   width = max(len(n) for n in summary['classes'])

@@ -22,6 +22,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from vmae_jax.data.decode import frame_rate
+
 
 class ReencodeError(RuntimeError):
   """Opening, decoding or encoding a video failed; the message names the source."""
@@ -49,14 +51,6 @@ def _video_stream(container, src):
   stream = container.streams.video[0]
   stream.thread_type = 'AUTO'
   return stream
-
-
-def _rate(stream) -> Fraction | None:
-  # average_rate is the container's measured rate; the others are what FFmpeg guesses when it is missing.
-  for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-    if rate:
-      return Fraction(rate)
-  return None
 
 
 def target_size(width: int, height: int, short_side: int | None) -> tuple[int, int]:
@@ -180,7 +174,7 @@ def reencode(src, dst: str | os.PathLike | None = None, short_side: int | None =
   container = _open(src)
   try:
     stream = _video_stream(container, src)
-    rate = Fraction(fps) if fps else _rate(stream)
+    rate = Fraction(fps) if fps else frame_rate(stream)
     if rate is None:
       raise ReencodeError(f'{_name(src)}: no frame rate in the stream metadata; pass fps=')
     size: list[int] = []
@@ -255,7 +249,7 @@ def probe(src) -> dict:
   container = _open(src)
   try:
     stream = _video_stream(container, src)
-    rate = _rate(stream)
+    rate = frame_rate(stream)
     num_frames = int(stream.frames or 0)
     width, height = stream.codec_context.width, stream.codec_context.height
     codec = stream.codec_context.name

@@ -7,7 +7,6 @@ Grain can read them from worker processes.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 SPLIT_FILES = {'train': 'train.csv', 'val': 'val.csv', 'test': 'test.csv'}
@@ -15,6 +14,50 @@ SPLIT_FILES = {'train': 'train.csv', 'val': 'val.csv', 'test': 'test.csv'}
 
 class SourceError(ValueError):
   """An annotation list or source setting is unusable; the message names the file and line or the field."""
+
+
+def read_list(list_file: str, num_classes: int | None = None) -> list[tuple[int, str, int]]:
+  """(line number, relative path, label) of every non-empty, non-comment line of an official list.
+
+  The label is the last space/tab/comma-separated token; everything before it is the path (paths may hold spaces).
+  A line without a label, a label that is not an integer, or one outside [0, num_classes) is a SourceError naming
+  the file and line.
+  """
+  items = []
+  with open(list_file) as f:
+    for lineno, raw in enumerate(f, 1):
+      line = raw.strip()
+      if not line or line.startswith('#'):
+        continue
+      cut = max(line.rfind(' '), line.rfind('\t'), line.rfind(','))
+      rel, label_text = line[:cut].rstrip(' \t,'), line[cut + 1:]
+      if cut < 0 or not rel:
+        raise SourceError(f'{list_file}:{lineno}: expected "relative/path label", got {line!r}')
+      try:
+        label = int(label_text)
+      except ValueError:
+        raise SourceError(f'{list_file}:{lineno}: label {label_text!r} is not an integer') from None
+      if label < 0 or (num_classes is not None and label >= num_classes):
+        raise SourceError(f'{list_file}:{lineno}: label {label} outside [0, {num_classes}) '
+                          f'(model.num_classes={num_classes})')
+      items.append((lineno, rel, label))
+  return items
+
+
+def read_class_names(path: str) -> list[str]:
+  """Class names, one per line in label order (blank lines and '#' comments skipped); duplicates are an error."""
+  names: list[str] = []
+  with open(path) as f:
+    for lineno, line in enumerate(f, 1):
+      name = line.strip()
+      if not name or name.startswith('#'):
+        continue
+      if name in names:
+        raise SourceError(f'{path}:{lineno}: class {name!r} listed twice')
+      names.append(name)
+  if not names:
+    raise SourceError(f'{path}: no class names')
+  return names
 
 
 class ListSource:
@@ -28,24 +71,7 @@ class ListSource:
     if not os.path.isfile(self.list_file):
       raise SourceError(f'{self.list_file}: annotation list not found (data.path={path!r}, split={split!r})')
     self.root = root
-    self.items: list[tuple[str, int]] = []
-    with open(self.list_file) as f:
-      for lineno, line in enumerate(f, 1):
-        line = line.strip()
-        if not line or line.startswith('#'):
-          continue
-        parts = re.split(r'[,\s]+', line)
-        if len(parts) < 2:
-          raise SourceError(f'{self.list_file}:{lineno}: expected "relative/path label", got {line!r}')
-        rel, label_text = line[:line.rstrip().rfind(parts[-1])].rstrip(' ,\t'), parts[-1]
-        try:
-          label = int(label_text)
-        except ValueError:
-          raise SourceError(f'{self.list_file}:{lineno}: label {label_text!r} is not an integer') from None
-        if label < 0 or (num_classes is not None and label >= num_classes):
-          raise SourceError(f'{self.list_file}:{lineno}: label {label} outside [0, {num_classes}) '
-                            f'(model.num_classes={num_classes})')
-        self.items.append((rel, label))
+    self.items = [(rel, label) for _, rel, label in read_list(self.list_file, num_classes)]
     if not self.items:
       raise SourceError(f'{self.list_file}: the annotation list is empty')
 

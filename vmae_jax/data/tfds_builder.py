@@ -34,6 +34,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from vmae_jax.data import reencode
+from vmae_jax.data.sources import read_list
 
 SPLITS = ('train', 'val', 'test')   # <split>.csv in the annotation folder → TFDS split <split>
 STORAGES = ('video', 'jpeg')
@@ -48,33 +49,6 @@ class BuildError(ValueError):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Annotation lists
-
-
-def read_annotation(list_file: str, num_classes: int | None = None) -> list[tuple[int, str, int]]:
-  """(line number, relative path, label) for every non-empty, non-comment line of an official list.
-
-  The label is the last whitespace/comma-separated token; everything before it is the path (so a path may hold
-  spaces). Labels must be integers ≥ 0 (and < num_classes when given): a wrong list is a configuration error and
-  stops the build, unlike a bad video.
-  """
-  items = []
-  with open(list_file) as f:
-    for lineno, raw in enumerate(f, 1):
-      line = raw.strip()
-      if not line or line.startswith('#'):
-        continue
-      cut = max(line.rfind(' '), line.rfind('\t'), line.rfind(','))
-      rel, label_text = line[:cut].rstrip(' \t,'), line[cut + 1:]
-      if cut < 0 or not rel:
-        raise BuildError(f'{list_file}:{lineno}: expected "relative/path label", got {line!r}')
-      try:
-        label = int(label_text)
-      except ValueError:
-        raise BuildError(f'{list_file}:{lineno}: label {label_text!r} is not an integer') from None
-      if label < 0 or (num_classes is not None and label >= num_classes):
-        raise BuildError(f'{list_file}:{lineno}: label {label} outside [0, {num_classes if num_classes else "∞"})')
-      items.append((lineno, rel, label))
-  return items
 
 
 def available_splits(annotation_dir: str) -> list[str]:
@@ -221,7 +195,7 @@ class VmaeVideos(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
     list_file = os.path.join(self._annotation_dir, f'{split}.csv')
-    items = read_annotation(list_file, self._num_classes)
+    items = read_list(list_file, self._num_classes)
     config: VmaeVideosConfig = self.builder_config
     skipped = 0
 

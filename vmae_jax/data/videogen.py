@@ -9,7 +9,7 @@ import av
 import numpy as np
 
 
-def frame_content(i: int, width: int, height: int, rng: np.random.Generator, texture: np.ndarray) -> np.ndarray:
+def frame_content(i: int, width: int, texture: np.ndarray) -> np.ndarray:
   shift = (3 * i) % width
   img = np.roll(texture, shift, axis=1).copy()
   img[:16, :16] = (8 * i) % 256
@@ -30,7 +30,7 @@ def write_video(path: str, num_frames: int = 90, width: int = 340, height: int =
     if gop:
       stream.codec_context.gop_size = gop
     for i in range(num_frames):
-      img = frame_content(i, width, height, rng, texture)
+      img = frame_content(i, width, texture)
       frame = av.VideoFrame.from_ndarray(img, format='rgb24')
       for packet in stream.encode(frame):
         container.mux(packet)
