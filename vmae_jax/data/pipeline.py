@@ -43,6 +43,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       sampling='pretrain',       # 'pretrain' | 'dense' (Kinetics fine-tune) | 'segment' (SSv2)
       input_size=224,
       num_sample=1,              # repeated sampling: k augmented clips per decoded video (V2 pretrain 4, fine-tune 2)
+      subset_per_class=0,        # > 0: train on the first N videos of each class in list order (small-data runs)
       # masks (pretraining)
       mask_type='tube', mask_ratio=0.9, decoder_mask_type='none', decoder_mask_ratio=0.5,
       tubelet_size=2, patch_size=16,
@@ -246,6 +247,30 @@ def _worker_processes(it: grain.IterDataset, cfg) -> grain.IterDataset:
   return it.mp_prefetch(grain.MultiprocessingOptions(num_workers=cfg.workers, per_worker_buffer_size=cfg.prefetch))
 
 
+def _label(source, i: int) -> int:
+  items = getattr(source, 'items', None)  # list sources hold (path, label) in memory; others read the record
+  return int(items[i][1]) if items is not None else int(source[i]['label'])
+
+
+def train_indices(source, subset_per_class: int = 0) -> list[int]:
+  """The source indices a training run reads: all, or the first `subset_per_class` of each class."""
+  if subset_per_class <= 0:
+    return list(range(len(source)))
+  taken: dict[int, int] = {}
+  keep = []
+  for i in range(len(source)):
+    label = _label(source, i)
+    if taken.get(label, 0) < subset_per_class:
+      taken[label] = taken.get(label, 0) + 1
+      keep.append(i)
+  return keep
+
+
+def num_train_videos(cfg, split: str = 'train', num_classes: int | None = None) -> int:
+  """How many videos an epoch of `train_dataset` covers (all processes together)."""
+  return len(train_indices(make_source(cfg, split, num_classes), cfg.subset_per_class))
+
+
 def train_dataset(cfg, task: str, batch_size: int, seed: int, *, num_classes: int | None = None,
                   error_dir: str | None = None, split: str = 'train', num_epochs: int | None = None,
                   process_index: int | None = None, process_count: int | None = None) -> grain.IterDataset:
@@ -253,7 +278,7 @@ def train_dataset(cfg, task: str, batch_size: int, seed: int, *, num_classes: in
   Each JAX process reads every process_count-th example (default: this process of the running job)."""
   source = make_source(cfg, split, num_classes)
   process_index, process_count = _process(process_index, process_count)
-  ds = grain.MapDataset.range(len(source))[process_index::process_count]
+  ds = grain.MapDataset.source(train_indices(source, cfg.subset_per_class))[process_index::process_count]
   ds = ds.shuffle(seed=seed).repeat(num_epochs)
   ds = ds.random_map(TrainExample(source, cfg, task, error_dir), seed=seed)
   ds = ds.batch(batch_size, drop_remainder=True).map(_flatten_samples)

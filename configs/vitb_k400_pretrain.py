@@ -1,0 +1,23 @@
+"""VideoMAE V1 ViT-B/16 pretraining on Kinetics-400: the official `pretrain/vit_base` 800-epoch recipe.
+
+    python -m vmae_jax.main --config=configs/vitb_k400_pretrain.py --workdir=DIR \
+        --config.data.path=K400_LISTS --config.data.root=K400_VIDEOS
+
+Reproduces (spec/videomae.md §5.1–5.2, "V1 kinetics ViT-B 800"): tube masking 0.9, decoder depth 4, 16 frames at
+stride 4, 2048 videos per step (32 × 64 GPUs), base lr 1.5e-4 → 1.2e-3, min lr 1e-5 (scaled), warmup 40 of 801
+epochs, AdamW β .9/.95, wd 0.05, no clipping, multi-scale crop only (no flip).
+"""
+from vmae_jax import train_config
+
+
+def get_config(arg: str = ''):
+  c = train_config.defaults('pretrain')
+  c.batch_size = 2048
+  c.num_epochs = 801
+  c.warmup_epochs = 40
+  c.model.update(dict(name='pretrain_videomae_base_patch16_224', version='v1', drop_path_rate=0.0,
+                      dtype='bfloat16'))
+  c.data.update(dict(source='list', num_frames=16, sampling_rate=4, mask_type='tube', mask_ratio=0.9,
+                     decoder_mask_type='none'))
+  c.optim.update(dict(base_lr=1.5e-4, min_lr=1e-5, b1=0.9, b2=0.95, weight_decay=0.05))
+  return train_config.variant(c, arg)

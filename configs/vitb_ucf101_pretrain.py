@@ -1,0 +1,22 @@
+"""VideoMAE V1 ViT-B/16 pretraining on UCF101 alone: the official small-data recipe (3200 epochs).
+
+    python -m vmae_jax.main --config=configs/vitb_ucf101_pretrain.py --workdir=DIR \
+        --config.data.path=UCF101_LISTS --config.data.root=UCF101_VIDEOS
+
+Reproduces (spec/videomae.md §5.2, "V1 ucf101 ViT-B 3200"): tube masking **0.75**, 16 frames at stride 4, 192 videos
+per step (24 × 8 GPUs), base lr **3e-4** → 2.25e-4, warmup 40 of 3201 epochs, AdamW β .9/.95, wd 0.05.
+"""
+from vmae_jax import train_config
+
+
+def get_config(arg: str = ''):
+  c = train_config.defaults('pretrain')
+  c.batch_size = 192
+  c.num_epochs = 3201
+  c.warmup_epochs = 40
+  c.model.update(dict(name='pretrain_videomae_base_patch16_224', version='v1', drop_path_rate=0.0,
+                      dtype='bfloat16'))
+  c.data.update(dict(source='list', num_frames=16, sampling_rate=4, mask_type='tube', mask_ratio=0.75,
+                     decoder_mask_type='none'))
+  c.optim.update(dict(base_lr=3e-4, min_lr=1e-5, b1=0.9, b2=0.95, weight_decay=0.05))
+  return train_config.variant(c, arg)

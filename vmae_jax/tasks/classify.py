@@ -1,0 +1,112 @@
+"""Supervised classification: `finetune` (from a pretraining checkpoint, a classifier, or scratch) and
+`postpretrain` (the same code on a labelled mix such as K710, V2's progressive-training stage 2; the official
+repos have no separate code for it either). Soft-target cross-entropy on the Mixup/CutMix targets, or label
+smoothing without them; single-view val every N steps (selects the best checkpoint); multi-view eval of the whole
+split at the end, as the official scripts do.
+"""
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vmae_jax import checkpoint, models, pretrained
+from vmae_jax.data.sources import read_class_names
+from vmae_jax.tasks import evaluation
+from vmae_jax.tasks.base import Task
+
+
+def restore_any(path: str, step: int = -1):
+  """(ModelConfig, params as numpy) of a converted checkpoint or a training workdir, on the host."""
+  def abstract_for(config):
+    import flax.linen as nn
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu),
+                                  nn.unbox(models.abstract_params(config)))
+  cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend='cpu')[0])
+  config, params = checkpoint.restore(path, abstract_for, None if step < 0 else step)
+  return config, jax.tree_util.tree_map(np.asarray, params)
+
+
+def init_from_checkpoint(ctx, rng, require_head: bool = False) -> dict:
+  """Classifier params from `init.checkpoint`: encoder-only from pretraining, or a classifier (head kept, remapped
+  by class names when the label spaces differ, or new)."""
+  init = ctx.config.init
+  src_config, src_params = restore_any(init.checkpoint, init.step)
+  src_names = read_class_names(init.class_names) if init.class_names else None
+  dst_names = read_class_names(init.target_class_names) if init.target_class_names else None
+  synonyms = None
+  if init.synonyms:
+    with open(init.synonyms) as f:
+      synonyms = json.load(f)
+  model = ctx.model_config
+  if require_head and (src_config.kind != 'classifier' or (src_config.num_classes != model.num_classes
+                                                          and src_names is None)):
+    raise pretrained.InitError(
+        f'{init.checkpoint}: a {src_config.kind} with {src_config.num_classes} classes cannot be evaluated as '
+        f'{model.num_classes} classes (set init.class_names and init.target_class_names for a remap by name)')
+  return pretrained.init_classifier(src_params, src_config, model, rng, src_names, dst_names, synonyms)
+
+
+def classification_loss(logits, batch, num_classes: int, label_smoothing: float):
+  logits = logits.astype(jnp.float32)
+  if 'target' in batch:
+    target = batch['target']
+  else:
+    target = optax.smooth_labels(jax.nn.one_hot(batch['label'], num_classes), label_smoothing)
+  loss = optax.softmax_cross_entropy(logits, target).mean()
+  top1 = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32).mean()
+  return loss, {'train/top1': 100.0 * top1}
+
+
+class Classify(Task):
+  pipeline_task = 'finetune'
+  best_metric = 'val/top1'
+
+  @property
+  def batch_keys(self):
+    d = self.ctx.data_config
+    return ('video', 'label', 'target') if (d.mixup > 0 or d.cutmix > 0) else ('video', 'label')
+
+  def init_params(self, rng):
+    if self.config.init.checkpoint:
+      return init_from_checkpoint(self.ctx, rng)
+    return super().init_params(rng)
+
+  def logits(self, params, video, rng=None):
+    rngs = {'dropout': rng} if rng is not None else {}
+    return self.model.apply({'params': params}, video, deterministic=rng is None, rngs=rngs)
+
+  def loss(self, params, frozen, batch, rng):
+    logits = self.logits(params, batch['video'], rng)
+    return classification_loss(logits, batch, self.ctx.model_config.num_classes,
+                               self.ctx.data_config.label_smoothing)
+
+  def evaluate(self, params, multi_view: bool, max_videos: int = 0) -> dict:
+    cfg = self.config
+    return evaluation.classify_split(lambda p, v: self.logits(p, v), params, self.ctx.data_config, cfg.eval.split,
+                                     cfg.eval.batch_size, self.ctx.mesh, multi_view=multi_view,
+                                     num_classes=self.ctx.model_config.num_classes, max_videos=max_videos,
+                                     error_dir=self.ctx.workdir)
+
+  def periodic(self, step, params, writer):
+    every = self.config.eval.every_steps
+    if every <= 0 or step % every:
+      return {}
+    r = self.evaluate(params, multi_view=False, max_videos=self.config.eval.max_videos)
+    return {'val/top1': r['top1'], 'val/top5': r['top5'], 'val/loss': r['loss']}
+
+  def final(self, params, writer, step: int):
+    d = self.ctx.data_config
+    rows = {'single view': self.evaluate(params, multi_view=False)}
+    name = f'{d.test_num_segment}x{d.test_num_crop} views'
+    if self.config.eval.final_multi_view:
+      rows[name] = self.evaluate(params, multi_view=True)
+    if jax.process_index() == 0:
+      evaluation.print_table(f'{self.config.eval.split} split, {self.ctx.model_config.name}', rows)
+    best = rows.get(name, rows['single view'])
+    out = {'eval/top1': best['top1'], 'eval/top5': best['top5'], 'eval/videos': best['videos'],
+           'eval/failed': best['failed'], 'eval/single_view_top1': rows['single view']['top1']}
+    return out

@@ -1,0 +1,313 @@
+"""The training config: one schema for every task, checked field by field before anything is built or compiled.
+
+A config file (`configs/*.py`) starts from `defaults(task)` and changes what its recipe changes. `check(config)`
+refuses unknown fields, wrong types and inconsistent values with the field named, so a typo costs seconds, not a
+compile. Each fact lives in one field:
+
+- `data.num_frames` / `data.input_size` set the clip the model sees (`model` has no num_frames/img_size);
+- `model.patch_size` / `model.tubelet_size` set the token grid (the data masks follow them);
+- `model.num_classes` is the label space (the data lists are validated against it);
+- `batch_size` is the global number of videos per optimizer update, the number the lr scaling uses
+  (`num_sample` repeats and `optim.accumulate_steps` micro-batches do not change it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import ml_collections
+
+from vmae_jax.data.pipeline import default_data_config
+from vmae_jax.models.config import ConfigError, ModelConfig
+
+SCHEMA_VERSION = 1
+TASKS = ('pretrain', 'finetune', 'postpretrain', 'eval', 'distill', 'demo')
+CLASSIFIER_TASKS = ('finetune', 'postpretrain', 'eval', 'distill')
+# data fields that are facts of the model (set from model.*), and model fields that are facts of the data.
+DATA_FROM_MODEL = ('patch_size', 'tubelet_size')
+MODEL_FROM_DATA = {'num_frames': 'data.num_frames', 'img_size': 'data.input_size', 'kind': 'task'}
+MESH_AXES = ('data', 'fsdp', 'tensor')
+
+
+def defaults(task: str = 'pretrain') -> ml_collections.ConfigDict:
+  """Every field a training config may have, with its default. Pretraining vs fine-tuning defaults follow the
+  official run_mae_pretraining.py / run_class_finetuning.py."""
+  pretrain = task == 'pretrain'
+  c = ml_collections.ConfigDict()
+  c.task = task
+  c.seed = 0
+  c.batch_size = 256               # global videos per optimizer update
+  c.num_epochs = 100
+  c.warmup_epochs = 40 if pretrain else 5
+  c.warmup_steps = -1              # ≥ 0 overrides warmup_epochs
+  c.num_train_steps = -1           # > 0 overrides num_epochs (warmup then scales by warmup_epochs/num_epochs)
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 2           # latest N kept; fine-tuning also keeps the best by val top-1
+  c.log_every_steps = 20
+  c.mesh_shape = (-1, 1, 1)        # (data, fsdp, tensor); -1 fills the rest
+  c.model = ml_collections.ConfigDict(dict(name='', version=''))
+  c.data = default_data_config()
+  for field in DATA_FROM_MODEL:
+    del c.data[field]
+  from vmae_jax.data import synthetic
+  c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS, cache_dir=''))  # data.source='synthetic'
+  c.init = ml_collections.ConfigDict(dict(
+      checkpoint='',               # converted checkpoint or training workdir to start from
+      step=-1,                     # its step (-1 = latest)
+      class_names='',              # file: the checkpoint head's classes (for a head remap by name)
+      target_class_names='',       # file: this run's classes, in label order
+      synonyms=''))                # JSON file {target name: checkpoint name}
+  c.optim = ml_collections.ConfigDict(dict(
+      base_lr=1.5e-4 if pretrain else 1e-3, min_lr=1e-5 if pretrain else 1e-6,
+      b1=0.9, b2=0.95 if pretrain else 0.999, eps=1e-8, weight_decay=0.05,
+      clip_grad=0.0,               # 0 = no clipping
+      layer_decay=1.0 if pretrain else 0.75,
+      accumulate_steps=1,          # micro-batches per update (official --update_freq)
+      ema_decay=0.0))              # 0 = no EMA
+  c.eval = ml_collections.ConfigDict(dict(
+      every_steps=0,               # periodic single-view val (fine-tune) / val loss (pretrain); 0 = at the end only
+      batch_size=8,                # global videos per eval batch
+      max_videos=0,                # periodic evaluations read at most this many val videos (0 = all)
+      split='val',
+      final_multi_view=True))      # end of fine-tuning: the whole split, test_num_segment × test_num_crop views
+  c.pretrain = ml_collections.ConfigDict(dict(
+      val_batches=4,               # batches of val clips for the reconstruction loss
+      knn_every_steps=0,           # kNN top-1 on frozen mean-pooled features; 0 = off
+      knn_k=20, knn_temperature=0.07, knn_bank_videos=1000,
+      picture_every_steps=0))      # reconstruction PNG into WORKDIR/pictures; 0 = off
+  c.distill = ml_collections.ConfigDict(dict(
+      teacher='',                  # checkpoint of the teacher classifier (converted or a training workdir)
+      teacher_step=-1,
+      temperature=1.0,
+      alpha=1.0))                  # loss = alpha·T²·KL(teacher‖student) + (1 − alpha)·label loss
+  return c
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checks
+
+
+def _kind(value) -> str:
+  return type(value).__name__
+
+
+def _check_fields(config, reference, prefix: str, skip: tuple[str, ...] = ()) -> None:
+  """Unknown fields and wrong types, recursively, against `reference`."""
+  for key in config.keys():
+    name = f'{prefix}{key}'
+    if key in skip:
+      continue
+    if key not in reference:
+      close = [k for k in reference.keys() if k[:3] == key[:3]]
+      raise ConfigError(f'unknown config field {name!r}' + (f' (did you mean {prefix}{close[0]}?)' if close else ''))
+    value, ref = config[key], reference[key]
+    if isinstance(ref, ml_collections.ConfigDict):
+      if not isinstance(value, (ml_collections.ConfigDict, dict)):
+        raise ConfigError(f'config field {name!r} must be a section, got {_kind(value)}')
+      _check_fields(ml_collections.ConfigDict(value) if isinstance(value, dict) else value, ref, name + '.')
+    elif isinstance(ref, bool):
+      if not isinstance(value, bool):
+        raise ConfigError(f'config field {name!r} must be a bool, got {value!r}')
+    elif isinstance(ref, int):
+      if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f'config field {name!r} must be an int, got {value!r}')
+    elif isinstance(ref, float):
+      if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f'config field {name!r} must be a number, got {value!r}')
+    elif isinstance(ref, str):
+      if not isinstance(value, str):
+        raise ConfigError(f'config field {name!r} must be a string, got {value!r}')
+    elif isinstance(ref, tuple):
+      if not isinstance(value, (tuple, list)):
+        raise ConfigError(f'config field {name!r} must be a tuple, got {value!r}')
+
+
+def model_config(config) -> ModelConfig:
+  """The ModelConfig this training config describes: registered `model.name` + the other model.* fields, with
+  the clip shape from data.* and the kind from the task."""
+  from vmae_jax.models import get_config
+  fields = dict(config.model)
+  name, version = fields.pop('name'), fields.pop('version', '')
+  for field, home in MODEL_FROM_DATA.items():
+    if field in fields:
+      raise ConfigError(f'config field model.{field} is not settable: it follows {home}')
+  unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(ModelConfig)})
+  if unknown:
+    raise ConfigError(f'unknown config field model.{unknown[0]} (ModelConfig has no such field)')
+  if not name:
+    raise ConfigError('config field model.name must name a registered model (e.g. vit_base_patch16_224)')
+  try:
+    cfg = get_config(name, version=version or None, **fields)
+  except ConfigError as e:
+    raise ConfigError(f'model: {e}') from None
+  d = config.data
+  if d.num_frames <= 0 or d.num_frames % cfg.tubelet_size:
+    raise ConfigError(f'config field data.num_frames={d.num_frames}: must be a positive multiple of '
+                      f'model.tubelet_size={cfg.tubelet_size}')
+  if d.input_size <= 0 or d.input_size % cfg.patch_size:
+    raise ConfigError(f'config field data.input_size={d.input_size}: must be a positive multiple of '
+                      f'model.patch_size={cfg.patch_size}')
+  cfg = cfg.replace(num_frames=d.num_frames, img_size=d.input_size)
+  want = 'pretrain' if config.task == 'pretrain' else 'classifier'
+  if config.task != 'demo' and cfg.kind != want:
+    raise ConfigError(f'config field model.name={name!r} is a {cfg.kind} model, but task={config.task!r} needs a '
+                      f'{want} model')
+  if config.task in CLASSIFIER_TASKS and cfg.num_classes <= 0:
+    raise ConfigError(f'config field model.num_classes must be > 0 for task={config.task!r}')
+  return cfg
+
+
+def data_config(config, model: ModelConfig) -> ml_collections.ConfigDict:
+  """The pipeline's data config: data.* plus the token-grid facts taken from the model."""
+  d = ml_collections.ConfigDict(config.data.to_dict())
+  d.patch_size, d.tubelet_size = model.patch_size, model.tubelet_size
+  return d
+
+
+def mesh_shape(config, num_devices: int) -> tuple[int, int, int]:
+  shape = tuple(int(s) for s in config.mesh_shape)
+  if len(shape) != 3:
+    raise ConfigError(f'config field mesh_shape must have 3 entries {MESH_AXES}, got {shape}')
+  if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+    raise ConfigError(f'config field mesh_shape={shape}: sizes must be positive, at most one -1')
+  known = math.prod(s for s in shape if s != -1)
+  if num_devices % known:
+    raise ConfigError(f'config field mesh_shape={shape} does not divide the {num_devices} devices')
+  shape = tuple(num_devices // known if s == -1 else s for s in shape)
+  if math.prod(shape) != num_devices:
+    raise ConfigError(f'config field mesh_shape={shape} uses {math.prod(shape)} devices, but {num_devices} exist')
+  return shape
+
+
+def check(config, num_devices: int = 1, num_processes: int = 1) -> ModelConfig:
+  """Every check that needs no data and no compile; returns the model config. Raises ConfigError naming a field."""
+  if 'task' not in config or config.task not in TASKS:
+    raise ConfigError(f'config field task must be one of {TASKS}, got {config.get("task")!r}')
+  if config.task == 'demo':
+    raise ConfigError('check() validates one training stage; the demo config is checked stage by stage')
+  ref = defaults(config.task)
+  _check_fields(config, ref, '', skip=('model',))
+  for field in DATA_FROM_MODEL:
+    if field in config.data:
+      raise ConfigError(f'config field data.{field} is not settable: it follows model.{field}')
+  model = model_config(config)
+  d = config.data
+
+  def need(cond, field, msg):
+    if not cond:
+      value = config
+      for part in field.split('.'):
+        value = value[part]
+      raise ConfigError(f'config field {field}={value!r}: {msg}')
+
+  need(config.batch_size > 0, 'batch_size', 'must be > 0')
+  need(config.num_train_steps > 0 or config.num_epochs > 0, 'num_epochs', 'must be > 0 (or set num_train_steps)')
+  need(config.checkpoint_every_steps > 0, 'checkpoint_every_steps', 'must be > 0')
+  need(config.keep_checkpoints >= 1, 'keep_checkpoints', 'must be ≥ 1')
+  need(config.log_every_steps > 0, 'log_every_steps', 'must be > 0')
+  need(d.num_frames % model.tubelet_size == 0, 'data.num_frames',
+       f'must be divisible by model.tubelet_size={model.tubelet_size}')
+  need(d.input_size % model.patch_size == 0, 'data.input_size',
+       f'must be divisible by model.patch_size={model.patch_size}')
+  need(d.short_side >= d.input_size, 'data.short_side', f'must be ≥ data.input_size={d.input_size}')
+  need(d.num_sample >= 1, 'data.num_sample', 'must be ≥ 1')
+  need(d.sampling in ('pretrain', 'dense', 'segment'), 'data.sampling', "must be 'pretrain', 'dense' or 'segment'")
+  need(d.source in ('', 'list', 'tfds', 'synthetic'), 'data.source', "must be '', 'list', 'tfds' or 'synthetic'")
+  need(d.subset_per_class >= 0, 'data.subset_per_class', 'must be ≥ 0')
+  if config.task == 'pretrain':
+    need(0 < d.mask_ratio < 1, 'data.mask_ratio', 'must be in (0, 1)')
+    need(d.mask_type in ('tube', 'random'), 'data.mask_type', "must be 'tube' or 'random'")
+    need(d.decoder_mask_type in ('none', 'run_cell'), 'data.decoder_mask_type', "must be 'none' or 'run_cell'")
+    if d.decoder_mask_type == 'run_cell':
+      need(d.decoder_mask_ratio == 0.5, 'data.decoder_mask_ratio', 'the running-cell mask is defined for 0.5 only')
+  o = config.optim
+  need(o.base_lr > 0, 'optim.base_lr', 'must be > 0')
+  need(0 <= o.min_lr <= o.base_lr, 'optim.min_lr', f'must be in [0, optim.base_lr={o.base_lr}]')
+  need(0 < o.layer_decay <= 1, 'optim.layer_decay', 'must be in (0, 1]')
+  need(o.clip_grad >= 0, 'optim.clip_grad', 'must be ≥ 0 (0 = off)')
+  need(0 <= o.ema_decay < 1, 'optim.ema_decay', 'must be in [0, 1)')
+  need(o.accumulate_steps >= 1, 'optim.accumulate_steps', 'must be ≥ 1')
+  need(config.batch_size % o.accumulate_steps == 0, 'batch_size',
+       f'must be divisible by optim.accumulate_steps={o.accumulate_steps}')
+  if config.task == 'pretrain':
+    need(o.layer_decay == 1.0, 'optim.layer_decay', 'pretraining uses no layer decay (1.0)')
+  shape = mesh_shape(config, num_devices)
+  dp = shape[0] * shape[1]
+  micro = config.batch_size // o.accumulate_steps
+  need(micro % dp == 0, 'batch_size', f'the micro-batch of {micro} videos must be divisible by the data-parallel '
+       f'size {dp} (mesh_shape {shape}: data × fsdp)')
+  need(micro % num_processes == 0, 'batch_size', f'the micro-batch of {micro} must divide over {num_processes} '
+       'processes')
+  need(config.eval.batch_size % num_processes == 0 and config.eval.batch_size > 0, 'eval.batch_size',
+       f'must be > 0 and divisible by the {num_processes} processes')
+  need(config.eval.split in ('train', 'val', 'test'), 'eval.split', "must be 'train', 'val' or 'test'")
+  if config.task == 'distill':
+    need(bool(config.distill.teacher), 'distill.teacher', 'the teacher checkpoint is required')
+    need(config.distill.temperature > 0, 'distill.temperature', 'must be > 0')
+    need(0 <= config.distill.alpha <= 1, 'distill.alpha', 'must be in [0, 1]')
+  if config.task == 'eval':
+    need(bool(config.init.checkpoint), 'init.checkpoint', 'eval needs the checkpoint to evaluate')
+  if config.init.class_names or config.init.target_class_names:
+    need(bool(config.init.class_names and config.init.target_class_names), 'init.class_names',
+         'a head remap needs both init.class_names and init.target_class_names')
+  return model
+
+
+def schedule_steps(config, train_videos: int) -> tuple[int, int, int]:
+  """(optimizer steps, warmup steps, steps per epoch) as the official code counts them:
+  steps per epoch = videos // global batch (drop_last)."""
+  per_epoch = train_videos // config.batch_size
+  if config.num_train_steps > 0:
+    total = int(config.num_train_steps)
+    warmup = (int(config.warmup_steps) if config.warmup_steps >= 0
+              else int(round(total * config.warmup_epochs / max(config.num_epochs, 1))))
+  else:
+    if per_epoch == 0:
+      raise ConfigError(f'config field batch_size={config.batch_size} is larger than the {train_videos} training '
+                        'videos: an epoch has no step (set num_train_steps)')
+    total = int(config.num_epochs * per_epoch)
+    warmup = int(config.warmup_steps) if config.warmup_steps >= 0 else int(config.warmup_epochs * per_epoch)
+  return total, min(warmup, total), per_epoch
+
+
+def to_json_dict(config) -> dict[str, Any]:
+  """The config as the checkpoint stores it: plain JSON with the schema version."""
+  return {'schema_version': SCHEMA_VERSION, 'config': config.to_dict()}
+
+
+def make_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `:smoke` variant of a recipe: the same task and code path (masking, augmentation, accumulation, EMA,
+  evaluations), tiny dims, a few steps on a small synthetic dataset, a global batch of 8 (any 8-device mesh
+  divides it)."""
+  c.batch_size = 8
+  c.num_train_steps = 4
+  c.warmup_steps = 1
+  c.checkpoint_every_steps = 2
+  c.log_every_steps = 1
+  c.mesh_shape = (-1, 1, 1)
+  if c.optim.accumulate_steps > 1:
+    c.optim.accumulate_steps = 2
+  m = c.model
+  m.patch_size, m.embed_dim, m.depth, m.num_heads = 8, 32, 2, 2
+  if c.task == 'pretrain':
+    m.decoder_embed_dim, m.decoder_depth, m.decoder_num_heads = 32, 1, 2
+  m.dtype = 'float32'
+  d = c.data
+  d.source, d.path, d.root = 'synthetic', '', ''
+  d.synthetic.update(dict(num_classes=4, clips_per_class=6, num_frames=12, size=48))
+  d.num_frames, d.sampling_rate, d.input_size, d.short_side = 4, 2, 32, 32
+  d.test_num_segment, d.test_num_crop = 2, 2
+  d.workers = 0
+  c.eval.batch_size, c.eval.every_steps, c.eval.max_videos = 8, 2, 8
+  c.pretrain.update(dict(val_batches=1, knn_every_steps=2, knn_bank_videos=16, picture_every_steps=2))
+  return c
+
+
+def variant(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
+  """The config-file argument after ':' — '' (the recipe) or 'smoke'."""
+  if arg in ('', None):
+    return c
+  if arg == 'smoke':
+    return make_smoke(c)
+  raise ConfigError(f"config argument {arg!r} unknown; use '' (the recipe) or 'smoke'")

@@ -1,0 +1,297 @@
+"""The loop every task shares: state, optimizer, data, checkpoints, resume, signals, logging.
+
+State: {'step': micro-batches done, 'params', 'opt_state'[, 'ema']}. One data batch = one micro-batch; with
+`optim.accumulate_steps = k`, `optax.MultiSteps` applies an update every k micro-batches, so a checkpoint may fall
+anywhere and still resume exactly.
+
+Checkpoints (orbax CheckpointManager under WORKDIR/checkpoints, async): items `params` ({'params': ...}, what
+`vmae_jax.load(WORKDIR)` reads), `train_state` (step, optimizer state, EMA), `data_iter` (the Grain iterator),
+`model_config` and `config` (JSON with the schema version). The latest `keep_checkpoints` are kept, plus the best
+by val top-1 for classification.
+
+Exactness: the dropout/drop-path key of step s is fold_in(key(seed), s), the data order is a function of the seed
+and the iterator position, and every array of the state is saved bit for bit. So a run killed at any moment (-9
+included: orbax commits a step atomically, half-written steps are ignored) and started again with the same command
+ends with the same parameters as one that never stopped (CPU, fixed seed; tested).
+
+Stops: SIGTERM (spot/preemptible VMs) → checkpoint at the next step boundary, exit 0. A non-finite loss or gradient
+norm → TrainingError naming the step range; nothing after the last finite check is saved.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import flax.linen as nn
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from vmae_jax import optim, sharding, train_config
+from vmae_jax.data import pipeline
+from vmae_jax.metrics_writer import MetricWriter, Progress
+from vmae_jax.tasks import TASKS, Context
+
+PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG = 'params', 'train_state', 'data_iter', 'model_config', 'config'
+RESULTS_FILE = 'results.json'
+
+
+class TrainingError(RuntimeError):
+  """The run cannot go on (non-finite loss, data failing); the last good checkpoint is kept."""
+
+
+def _is_chief() -> bool:
+  return jax.process_index() == 0
+
+
+def _info(msg: str) -> None:
+  if _is_chief():
+    print(msg, flush=True)
+
+
+class Trainer:
+  def __init__(self, config, workdir: str):
+    self.config = config
+    self.workdir = os.path.abspath(workdir)
+    self.model_config = train_config.check(config, jax.device_count(), jax.process_count())
+    self.data_config = train_config.data_config(config, self.model_config)
+    self.mesh = sharding.make_mesh(train_config.mesh_shape(config, jax.device_count()))
+    self._stop_signal = None
+
+  # --- checkpoints -----------------------------------------------------------------------------------------
+  def _manager(self, best_metric: str | None) -> ocp.CheckpointManager:
+    from orbax.checkpoint import checkpoint_managers as cm
+    keep = [cm.LatestN(self.config.keep_checkpoints)]
+    if best_metric:
+      keep.append(cm.BestN(get_metric_fn=lambda m: m[best_metric], n=1, keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=True,
+                                           preservation_policy=cm.AnyPreservationPolicy(keep))
+    return ocp.CheckpointManager(os.path.join(self.workdir, 'checkpoints'), options=options,
+                                 item_names=(PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG),
+                                 item_handlers={DATA_ITER: grain.checkpoint.CheckpointHandler()})
+
+  def _save(self, mngr, state, data_iter, metrics=None) -> None:
+    step = int(state['step'])
+    if step in mngr.all_steps():
+      return
+    rest = {k: v for k, v in state.items() if k != 'params'}
+    mngr.save(step, args=ocp.args.Composite(**{
+        PARAMS: ocp.args.StandardSave({'params': state['params']}),
+        TRAIN_STATE: ocp.args.StandardSave(rest),
+        DATA_ITER: grain.checkpoint.CheckpointSave(data_iter),
+        MODEL_CONFIG: ocp.args.JsonSave(self.model_config.to_dict()),
+        CONFIG: ocp.args.JsonSave(train_config.to_json_dict(self.config))}), metrics=metrics, force=True)
+
+  # --- signals ----------------------------------------------------------------------------------------------
+  def _on_sigterm(self, signum, frame):
+    del frame
+    self._stop_signal = signum
+
+  # --- the run ----------------------------------------------------------------------------------------------
+  def run(self) -> dict[str, Any]:
+    os.makedirs(self.workdir, exist_ok=True)
+    cfg = self.config
+    ctx = Context(cfg, self.model_config, self.data_config, self.workdir, self.mesh)
+    if _is_chief():
+      with open(os.path.join(self.workdir, 'config.json'), 'w') as f:
+        json.dump(train_config.to_json_dict(cfg), f, indent=2, default=list)
+    task = TASKS[cfg.task](ctx)
+    if cfg.task == 'eval':
+      return self._evaluate_only(task)
+    return self._train(task)
+
+  def _evaluate_only(self, task) -> dict[str, Any]:
+    from vmae_jax.tasks.classify import init_from_checkpoint
+    params = init_from_checkpoint(task.ctx, jax.random.key(self.config.seed), require_head=True)
+    params = jax.device_put(params, sharding.replicated(self.mesh))
+    writer = MetricWriter(self.workdir, _is_chief())
+    results = task.final(params, writer, 0)
+    writer.write(0, results)
+    writer.close()
+    self._write_results(results)
+    return results
+
+  def _write_results(self, results: dict) -> None:
+    if _is_chief():
+      tmp = os.path.join(self.workdir, RESULTS_FILE + '.tmp')
+      with open(tmp, 'w') as f:
+        json.dump(results, f, indent=2)
+      os.replace(tmp, os.path.join(self.workdir, RESULTS_FILE))
+
+  def _train(self, task) -> dict[str, Any]:
+    cfg, mcfg = self.config, self.model_config
+    k = cfg.optim.accumulate_steps
+    num_classes = mcfg.num_classes or None
+    videos = pipeline.num_train_videos(self.data_config, 'train', num_classes)
+    total, warmup, per_epoch = train_config.schedule_steps(cfg, videos)
+    total_micro = total * k
+
+    params_abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                             nn.unbox(self._abstract_boxed()))
+    o = cfg.optim
+    betas = dict(b1=o.b1, b2=o.b2)
+    tx, lr_fn = optim.adamw(params_abstract, base_lr=o.base_lr, global_batch=cfg.batch_size, total_steps=total,
+                            warmup_steps=warmup, min_lr=o.min_lr, eps=o.eps, weight_decay=o.weight_decay,
+                            clip_grad=o.clip_grad or None,
+                            layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
+                            depth=mcfg.depth, accumulate_steps=k, **betas)
+
+    param_sh = sharding.tree_shardings(self._abstract_boxed(), self.mesh)
+    params_abstract = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                             params_abstract, param_sh)
+    init_opt = jax.jit(tx.init)
+    opt_sh = init_opt.lower(params_abstract).compile().output_shardings
+    rep = sharding.replicated(self.mesh)
+    state_sh = {'step': rep, 'params': param_sh, 'opt_state': opt_sh}
+    if o.ema_decay > 0:
+      state_sh['ema'] = param_sh
+
+    local_batch = cfg.batch_size // k // jax.process_count()
+    dataset = pipeline.train_dataset(self.data_config, task.pipeline_task, local_batch, cfg.seed,
+                                     num_classes=num_classes, error_dir=self.workdir)
+    data_iter = iter(dataset)
+
+    mngr = self._manager(task.best_metric)
+    try:
+      latest = mngr.latest_step()
+      if latest is not None:
+        state = self._restore(mngr, latest, state_sh, params_abstract, init_opt, data_iter)
+        _info(f'resumed from {self.workdir}/checkpoints/{latest} (micro-step {latest} of {total_micro})')
+      else:
+        params = jax.device_put(task.init_params(jax.random.key(cfg.seed)), param_sh)
+        state = {'step': jax.device_put(jnp.zeros((), jnp.int32), rep), 'params': params,
+                 'opt_state': init_opt(params)}
+        if o.ema_decay > 0:
+          state['ema'] = jax.tree_util.tree_map(jnp.copy, params)
+      start = int(state['step'])
+      results_path = os.path.join(self.workdir, RESULTS_FILE)
+      if start >= total_micro and os.path.exists(results_path):
+        with open(results_path) as f:
+          results = json.load(f)
+        _info(f'{self.workdir}: training already finished at step {total}; nothing to do')
+        return results
+      writer = MetricWriter(self.workdir, _is_chief(), resume_step=start // k)
+      if start == 0:
+        _info(f'{cfg.task}: {mcfg.name}, {total} steps ({per_epoch} per epoch of {videos} videos), warmup {warmup}, '
+              f'batch {cfg.batch_size}' + (f' in {k} micro-batches' if k > 1 else '') +
+              f', peak lr {optim.scaled_lr(o.base_lr, cfg.batch_size):.3g}, mesh {dict(self.mesh.shape)}')
+      state = self._loop(task, state, data_iter, mngr, writer, tx, lr_fn, total_micro, k)
+      if state is None:   # stopped by a signal, checkpoint written
+        return {}
+      self._save(mngr, state, data_iter)
+      mngr.wait_until_finished()
+      results = task.final(state.get('ema', state['params']), writer, total)
+      results = {k_: (float(v) if isinstance(v, (np.floating, float)) else v) for k_, v in results.items()}
+      writer.write(total, results)
+      writer.close()
+      self._write_results(results)
+      return results
+    finally:
+      mngr.wait_until_finished()
+      mngr.close()
+
+  def _abstract_boxed(self):
+    from vmae_jax import models
+    return models.abstract_params(self.model_config)
+
+  def _restore(self, mngr, step, state_sh, params_abstract, init_opt, data_iter) -> dict:
+    opt_abstract = jax.eval_shape(init_opt, params_abstract)
+    opt_abstract = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                          opt_abstract, state_sh['opt_state'])
+    rest = {'step': jax.ShapeDtypeStruct((), jnp.int32, sharding=state_sh['step']), 'opt_state': opt_abstract}
+    if 'ema' in state_sh:
+      rest['ema'] = params_abstract
+    restored = mngr.restore(step, args=ocp.args.Composite(**{
+        PARAMS: ocp.args.StandardRestore({'params': params_abstract}),
+        TRAIN_STATE: ocp.args.StandardRestore(rest),
+        DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
+    return {'params': restored[PARAMS]['params'], **restored[TRAIN_STATE]}
+
+  def _step_fn(self, task, tx, k):
+    seed = self.config.seed
+    ema_decay = self.config.optim.ema_decay
+
+    def step(state, frozen, batch):
+      rng = jax.random.fold_in(jax.random.key(seed), state['step'])
+      (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(state['params'], frozen, batch, rng)
+      updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+      params = optax.apply_updates(state['params'], updates)
+      new = {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
+      if 'ema' in state:
+        updated = (new['step'] % k) == 0
+        ema = optim.ema_update(state['ema'], params, ema_decay)
+        new['ema'] = jax.tree_util.tree_map(lambda e, old: jnp.where(updated, e, old), ema, state['ema'])
+      metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **aux}
+      return new, metrics
+    return jax.jit(step, donate_argnums=(0,))
+
+  def _loop(self, task, state, data_iter, mngr, writer, tx, lr_fn, total_micro, k):
+    cfg = self.config
+    step_fn = self._step_fn(task, tx, k)
+    frozen = task.frozen_inputs()
+    monitor = pipeline.FailureMonitor(self.data_config.max_failure_share, self.data_config.failure_window)
+    keys = task.batch_keys
+    clips_per_batch = cfg.batch_size // k * self.data_config.num_sample
+    micro = int(state['step'])
+    progress = Progress(total_micro // k, micro // k, _is_chief(), cfg.task)
+    previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+    window, window_steps, window_start, checked = None, 0, time.time(), micro
+    try:
+      while micro < total_micro:
+        local = next(data_iter)
+        monitor.update(local)
+        batch = pipeline.global_batch({key: local[key] for key in keys}, self.mesh)
+        state, metrics = step_fn(state, frozen, batch)
+        micro += 1
+        window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)
+        window_steps += 1
+        if micro % k:
+          continue
+        step = micro // k
+        due_log = step % cfg.log_every_steps == 0 or micro == total_micro
+        due_ckpt = step % cfg.checkpoint_every_steps == 0
+        if due_log or due_ckpt:
+          jax.block_until_ready(window)
+        train_end = time.time()   # clips/s counts training only, not the evaluations below
+        extra = task.periodic(step, state.get('ema', state['params']), writer)
+        if due_log or due_ckpt or extra or self._stop_signal is not None:
+          means = {key: float(v) / window_steps for key, v in jax.device_get(window).items()}
+          if not (math.isfinite(means['loss']) and math.isfinite(means['grad_norm'])):
+            raise TrainingError(
+                f'non-finite loss or gradient at a step in ({checked // k}, {step}] (loss {means["loss"]}, grad '
+                f'norm {means["grad_norm"]}); stopped without saving it. The last good checkpoint is kept in '
+                f'{self.workdir}/checkpoints (steps {sorted(mngr.all_steps())}); lower optim.base_lr or set '
+                'optim.clip_grad.')
+          checked = micro
+          elapsed = train_end - window_start
+          means['lr'] = float(lr_fn(step - 1))
+          means['clips_per_s'] = window_steps * clips_per_batch / max(elapsed, 1e-9)
+          means.update(monitor.metrics())
+          means.update(extra)
+          writer.write(step, means)
+          progress.update(window_steps // k, loss=means['loss'], lr=means['lr'],
+                          clips_s=round(means['clips_per_s'], 1))
+          if due_log:
+            _info(f'step {step}/{total_micro // k}: ' + ', '.join(f'{a}={b:.4g}' for a, b in means.items()
+                                                                  if isinstance(b, float)))
+          window, window_steps, window_start = None, 0, time.time()
+        if due_ckpt or (extra and task.best_metric in extra):
+          self._save(mngr, state, data_iter, metrics=extra if task.best_metric in extra else None)
+        if self._stop_signal is not None:
+          self._save(mngr, state, data_iter)
+          mngr.wait_until_finished()
+          _info(f'signal {self._stop_signal}: saved step {step} to {self.workdir}/checkpoints; run the same '
+                'command again to continue')
+          return None
+      return state
+    finally:
+      progress.close()
+      if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
