@@ -228,7 +228,7 @@ class Trainer:
         updated = (new['step'] % k) == 0
         ema = optim.ema_update(state['ema'], params, ema_decay)
         new['ema'] = jax.tree_util.tree_map(lambda e, old: jnp.where(updated, e, old), ema, state['ema'])
-      metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **aux}
+      metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), **aux}
       return new, metrics
     return jax.jit(step, donate_argnums=(0,))
 
