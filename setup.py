@@ -16,6 +16,8 @@ INSTALL_REQUIRES = [
     'absl-py>=2.1.0',
     'Pillow>=10.0',        # host augmentation (the official crops, resizes and RandAugment are PIL-based)
     'safetensors>=0.4.0',  # reads HF checkpoints with safetensors.numpy: no torch needed at run time
+    'tensorboardX>=2.6',   # TensorBoard event files without TensorFlow
+    'tqdm>=4.66',          # the progress bar
 ]
 
 # Test-only: the PyTorch references (torch CPU build, HF transformers; the original V2 code comes from the

@@ -20,4 +20,8 @@ def get_config(arg: str = ''):
   c.data.update(dict(source='list', num_frames=16, sampling_rate=4, mask_type='tube', mask_ratio=0.9,
                      decoder_mask_type='none'))
   c.optim.update(dict(base_lr=1.5e-4, min_lr=1e-5, b1=0.9, b2=0.95, weight_decay=0.05))
+  # during training: val reconstruction loss + a picture every 2000 steps, kNN top-1 of frozen features every 10000
+  c.eval.every_steps = 2000
+  c.pretrain.update(dict(picture_every_steps=2000, knn_every_steps=10000, knn_bank_videos=5000))
+  c.eval.max_videos = 2000
   return train_config.variant(c, arg)

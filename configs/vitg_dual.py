@@ -27,4 +27,8 @@ def get_config(arg: str = ''):
   c.data.update(dict(source='list', num_frames=16, sampling_rate=4, num_sample=4,
                      mask_type='tube', mask_ratio=0.9, decoder_mask_type='run_cell', decoder_mask_ratio=0.5))
   c.optim.update(dict(base_lr=6e-4, min_lr=1e-5, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.05, clip_grad=0.02))
+  # during training: val reconstruction loss + a picture every 2000 steps, kNN top-1 of frozen features every 10000
+  c.eval.every_steps = 2000
+  c.pretrain.update(dict(picture_every_steps=2000, knn_every_steps=10000, knn_bank_videos=5000))
+  c.eval.max_videos = 2000
   return train_config.variant(c, arg)

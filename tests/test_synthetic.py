@@ -238,3 +238,17 @@ def test_bad_parameters_name_the_field(tmp_path):
     synthetic.ensure_synthetic(cache_dir=str(tmp_path), size=33)
   with pytest.raises(ValueError, match='val_fraction'):
     synthetic.ensure_synthetic(cache_dir=str(tmp_path), val_fraction=0.6, test_fraction=0.5)
+
+
+def test_look_parameters_change_the_clips_and_the_folder_only_when_set():
+  default = synthetic.dataset_dir(**TINY)
+  assert synthetic.dataset_dir(background_contrast=synthetic.DEFAULTS['background_contrast'], **TINY) == default
+  easy = dict(background_contrast=0.15, radius_range=(0.15, 0.3), travel_range=(0.5, 0.8))
+  assert synthetic.dataset_dir(**easy, **TINY) != default
+  hard = synthetic.sample_clip(0, 0, num_frames=16, size=32)
+  soft = synthetic.sample_clip(0, 0, num_frames=16, size=32, **easy)
+  assert np.ptp(soft.background) < np.ptp(hard.background)
+  travel = lambda p: abs(p.cx_unwrapped[-1] - p.cx_unwrapped[0]) / 32
+  assert 0.5 <= travel(soft) <= 0.8 and 0.25 <= travel(hard) <= 0.5
+  with pytest.raises(ValueError, match='radius_range'):
+    synthetic.dataset_dir(radius_range=(0.3, 0.1), **TINY)

@@ -286,3 +286,20 @@ def test_reconstruction_picture_of_a_perfect_prediction_is_the_clip():
   assert np.all(masked[:2, :8, 8:] == visualize.GREY)   # token 1 (t0, row 0, col 1) is masked
   image = visualize.figure((original, masked, recon))
   assert image.dtype == np.uint8 and image.shape == (3 * 16 + 4, 4 * 16 + 6, 3)
+
+
+def test_eval_subsets_spread_over_the_list():
+  assert evaluation.subset(10) == list(range(10))
+  assert evaluation.subset(100, 5) == [0, 25, 50, 74, 99]
+
+
+def test_finetune_subset_takes_the_first_clips_of_each_class():
+  from vmae_jax.data.pipeline import train_indices
+
+  class Source:
+    items = [('a', 0), ('b', 0), ('c', 1), ('d', 0), ('e', 1), ('f', 1), ('g', 2)]
+
+    def __len__(self):
+      return len(self.items)
+  assert train_indices(Source(), 2) == [0, 1, 2, 4, 6]
+  assert train_indices(Source(), 0) == list(range(7))

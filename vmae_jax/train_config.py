@@ -72,6 +72,7 @@ def defaults(task: str = 'pretrain') -> ml_collections.ConfigDict:
       split='val',
       final_multi_view=True))      # end of fine-tuning: the whole split, test_num_segment × test_num_crop views
   c.pretrain = ml_collections.ConfigDict(dict(
+      norm_target=True,            # per-patch normalised pixel target (official --norm_pix_loss default)
       val_batches=4,               # batches of val clips for the reconstruction loss
       knn_every_steps=0,           # kNN top-1 on frozen mean-pooled features; 0 = off
       knn_k=20, knn_temperature=0.07, knn_bank_videos=1000,

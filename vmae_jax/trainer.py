@@ -23,6 +23,7 @@ import json
 import math
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -159,8 +160,15 @@ class Trainer:
     data_iter = iter(dataset)
 
     mngr = self._manager(task.best_metric)
+    writer = None
     try:
       latest = mngr.latest_step()
+      results_path = os.path.join(self.workdir, RESULTS_FILE)
+      if latest is not None and latest >= total_micro and os.path.exists(results_path):
+        with open(results_path) as f:
+          results = json.load(f)
+        _info(f'{self.workdir}: training already finished at step {total}; nothing to do')
+        return results
       if latest is not None:
         state = self._restore(mngr, latest, state_sh, params_abstract, init_opt, data_iter)
         _info(f'resumed from {self.workdir}/checkpoints/{latest} (micro-step {latest} of {total_micro})')
@@ -171,12 +179,6 @@ class Trainer:
         if o.ema_decay > 0:
           state['ema'] = jax.tree_util.tree_map(jnp.copy, params)
       start = int(state['step'])
-      results_path = os.path.join(self.workdir, RESULTS_FILE)
-      if start >= total_micro and os.path.exists(results_path):
-        with open(results_path) as f:
-          results = json.load(f)
-        _info(f'{self.workdir}: training already finished at step {total}; nothing to do')
-        return results
       writer = MetricWriter(self.workdir, _is_chief(), resume_step=start // k)
       if start == 0:
         _info(f'{cfg.task}: {mcfg.name}, {total} steps ({per_epoch} per epoch of {videos} videos), warmup {warmup}, '
@@ -190,10 +192,11 @@ class Trainer:
       results = task.final(state.get('ema', state['params']), writer, total)
       results = {k_: (float(v) if isinstance(v, (np.floating, float)) else v) for k_, v in results.items()}
       writer.write(total, results)
-      writer.close()
       self._write_results(results)
       return results
     finally:
+      if writer is not None:
+        writer.close()
       mngr.wait_until_finished()
       mngr.close()
 
@@ -241,7 +244,8 @@ class Trainer:
     clips_per_batch = cfg.batch_size // k * self.data_config.num_sample
     micro = int(state['step'])
     progress = Progress(total_micro // k, micro // k, _is_chief(), cfg.task)
-    previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+    main_thread = threading.current_thread() is threading.main_thread()   # signal handlers: main thread only
+    previous = signal.signal(signal.SIGTERM, self._on_sigterm) if main_thread else None
     window, window_steps, window_start, checked = None, 0, time.time(), micro
     try:
       while micro < total_micro:

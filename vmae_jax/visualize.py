@@ -24,9 +24,10 @@ def _untokens(tokens: np.ndarray, shape, tubelet: int, patch: int) -> np.ndarray
 
 
 def reconstruction_rows(video: np.ndarray, visible_idx: np.ndarray, pred_idx: np.ndarray, pred: np.ndarray,
-                        tubelet: int, patch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        tubelet: int, patch: int, normalized: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """One clip: video uint8 (T, H, W, 3), index arrays (K,), pred (len(pred_idx), tubelet·p·p·3) →
-  (original, masked input, reconstruction), each float (T, H, W, 3) in [0, 1]."""
+  (original, masked input, reconstruction), each float (T, H, W, 3) in [0, 1]. `normalized=False`: the model
+  predicted raw pixels in [0, 1] (pretrain.norm_target=False)."""
   video01 = np.asarray(video, np.float32) / 255.0
   tokens = _tokens(video01, tubelet, patch)                       # (N, P, 3)
   visible = np.zeros(tokens.shape[0], bool)
@@ -34,7 +35,9 @@ def reconstruction_rows(video: np.ndarray, visible_idx: np.ndarray, pred_idx: np
   masked_input = np.where(visible[:, None, None], tokens, GREY)
   mean = tokens.mean(axis=1, keepdims=True)
   std = tokens.std(axis=1, ddof=1, keepdims=True)
-  guess = np.asarray(pred, np.float32).reshape(len(pred_idx), -1, 3) * (std[pred_idx] + 1e-6) + mean[pred_idx]
+  guess = np.asarray(pred, np.float32).reshape(len(pred_idx), -1, 3)
+  if normalized:
+    guess = guess * (std[pred_idx] + 1e-6) + mean[pred_idx]
   recon = masked_input.copy()
   recon[np.asarray(pred_idx)] = np.where(visible[pred_idx][:, None, None], tokens[pred_idx], guess)
   shape = video.shape

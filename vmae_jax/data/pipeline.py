@@ -49,6 +49,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       tubelet_size=2, patch_size=16,
       # fine-tune augmentation
       flip=True, rand_augment=True, erase_prob=0.25,
+      crop_scale=(0.08, 1.0),    # random-resized-crop area range (the official timm default)
       # fine-tune batch mixing (timm Mixup 'batch' mode on each process's batch); mixup=cutmix=0 turns it off
       mixup=0.8, cutmix=1.0, mix_prob=1.0, mix_switch_prob=0.5, label_smoothing=0.1,
       # evaluation views
@@ -150,7 +151,7 @@ class TrainExample:
       return {'video': video, 'visible_idx': m['visible_idx'], 'pred_idx': m['pred_idx'],
               'loss_weight': m['loss_weight']}
     video = augment.finetune_transform(rng, clip, cfg.input_size, flip=cfg.flip, rand_aug=cfg.rand_augment,
-                                       erase_prob=cfg.erase_prob)
+                                       erase_prob=cfg.erase_prob, scale=tuple(cfg.get('crop_scale', (0.08, 1.0))))
     return {'video': video.astype(np.float32)}
 
 
@@ -292,11 +293,13 @@ def train_dataset(cfg, task: str, batch_size: int, seed: int, *, num_classes: in
 
 def eval_dataset(cfg, batch_size: int, *, num_classes: int | None = None, error_dir: str | None = None,
                  split: str = 'val', multi_view: bool = True, process_index: int | None = None,
-                 process_count: int | None = None) -> grain.IterDataset:
-  """Per-process evaluation batches in a fixed order; every video appears once (last batch may be smaller)."""
+                 process_count: int | None = None, indices=None) -> grain.IterDataset:
+  """Per-process evaluation batches in a fixed order; every video (of `indices`, default all) appears once
+  (last batch may be smaller)."""
   source = make_source(cfg, split, num_classes)
   process_index, process_count = _process(process_index, process_count)
-  ds = grain.MapDataset.range(len(source))[process_index::process_count]
+  chosen = list(range(len(source))) if indices is None else [int(i) for i in indices]
+  ds = grain.MapDataset.source(chosen)[process_index::process_count]
   ds = ds.map(EvalExample(source, cfg, error_dir, multi_view)).batch(batch_size, drop_remainder=False)
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=cfg.prefetch))
   return _worker_processes(it, cfg)

@@ -81,7 +81,10 @@ _CRF = 20
 _X264_PARAMS = 'no-mbtree=1'   # mbtree made x264 output vary between runs on rare small clips (see reencode)
 
 DEFAULTS = dict(num_classes=8, clips_per_class=160, num_frames=40, size=96, fps=25, seed=0,
-                val_fraction=0.1, test_fraction=0.1)
+                val_fraction=0.1, test_fraction=0.1,
+                # how hard the motion is to see (the demo uses an easier setting; see configs/demo.py)
+                background_contrast=_BACKGROUND_CONTRAST, radius_range=_RADIUS_RANGE, travel_range=_TRAVEL_RANGE)
+_LOOK = ('background_contrast', 'radius_range', 'travel_range')
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +121,10 @@ class ClipParams:
     return int(self.cx.shape[0])
 
 
-def _smooth_background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _smooth_background(rng: np.random.Generator, size: int, contrast: float = _BACKGROUND_CONTRAST) -> np.ndarray:
   cells = int(rng.integers(_BACKGROUND_CELLS[0], _BACKGROUND_CELLS[1] + 1))
   grid = rng.uniform(0, 255, (cells, cells, 3))
-  grid = 127.5 + _BACKGROUND_CONTRAST * (grid - 127.5)
+  grid = 127.5 + contrast * (grid - 127.5)
   # Bilinear upsampling of the cell grid (separable): smooth, cheap to encode, no per-pixel noise.
   pos = (np.arange(size) + 0.5) / size * (cells - 1)
   lo = np.clip(np.floor(pos).astype(int), 0, max(cells - 2, 0))
@@ -132,7 +135,9 @@ def _smooth_background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def sample_clip(class_index: int, clip_index: int, seed: int = 0, num_frames: int = DEFAULTS['num_frames'],
-                size: int = DEFAULTS['size']) -> ClipParams:
+                size: int = DEFAULTS['size'], background_contrast: float = _BACKGROUND_CONTRAST,
+                radius_range: tuple[float, float] = _RADIUS_RANGE,
+                travel_range: tuple[float, float] = _TRAVEL_RANGE) -> ClipParams:
   """The parameters (ground-truth trajectory and textures) of clip `clip_index` of class `class_index`.
 
   The random stream depends only on (seed, class_index, clip_index), so a clip does not change when the number of
@@ -148,15 +153,15 @@ def sample_clip(class_index: int, clip_index: int, seed: int = 0, num_frames: in
 
   cx0, cy0 = rng.uniform(0, size, 2)
   angle0 = rng.uniform(0, 2 * np.pi)
-  log_lo, log_hi = np.log(_RADIUS_RANGE[0] * size), np.log(_RADIUS_RANGE[1] * size)
+  log_lo, log_hi = np.log(radius_range[0] * size), np.log(radius_range[1] * size)
   log_r0 = rng.uniform(log_lo, log_hi)
   aspect = float(rng.uniform(*_ASPECT_RANGE))
-  travel = rng.uniform(*_TRAVEL_RANGE) * size
+  travel = rng.uniform(*travel_range) * size
   turn = rng.uniform(*_TURN_RANGE)
   zoom = rng.uniform(*_ZOOM_RANGE)
   cells = int(rng.integers(_OBJECT_CELLS[0], _OBJECT_CELLS[1] + 1))
   object_texture = rng.uniform(0, 255, (cells, cells, 3))
-  background = _smooth_background(rng, size)
+  background = _smooth_background(rng, size, background_contrast)
 
   dx, dy = _DIRECTIONS.get(name, (0.0, 0.0))
   cx_unwrapped = cx0 + dx * travel * t
@@ -210,9 +215,9 @@ def _write_clip(path: str, frames: np.ndarray, fps: int) -> None:
     f.write(data)
 
 
-def _make_clip(job: tuple[str, int, int, int, int, int, int]) -> str:
-  path, class_index, clip_index, seed, num_frames, size, fps = job
-  frames, _ = render_clip(sample_clip(class_index, clip_index, seed, num_frames, size))
+def _make_clip(job: tuple) -> str:
+  path, class_index, clip_index, seed, num_frames, size, fps, look = job
+  frames, _ = render_clip(sample_clip(class_index, clip_index, seed, num_frames, size, **look))
   _write_clip(path, frames, fps)
   return path
 
@@ -221,10 +226,19 @@ def _make_clip(job: tuple[str, int, int, int, int, int, int]) -> str:
 # The dataset folder
 
 
-def _params(num_classes, clips_per_class, num_frames, size, fps, seed, val_fraction, test_fraction) -> dict:
+def _params(num_classes, clips_per_class, num_frames, size, fps, seed, val_fraction, test_fraction,
+            background_contrast=_BACKGROUND_CONTRAST, radius_range=_RADIUS_RANGE, travel_range=_TRAVEL_RANGE) -> dict:
   params = dict(num_classes=int(num_classes), clips_per_class=int(clips_per_class), num_frames=int(num_frames),
                 size=int(size), fps=int(fps), seed=int(seed), val_fraction=float(val_fraction),
-                test_fraction=float(test_fraction))
+                test_fraction=float(test_fraction), background_contrast=float(background_contrast),
+                radius_range=tuple(float(x) for x in radius_range),
+                travel_range=tuple(float(x) for x in travel_range))
+  if not 0 <= params['background_contrast'] <= 1:
+    raise ValueError(f'synthetic background_contrast={background_contrast}: must be in [0, 1]')
+  for key in ('radius_range', 'travel_range'):
+    lo, hi = params[key]
+    if not 0 < lo <= hi:
+      raise ValueError(f'synthetic {key}={params[key]}: must be 0 < low ≤ high')
   class_names(params['num_classes'])  # validates
   if params['clips_per_class'] < 1:
     raise ValueError(f'synthetic clips_per_class={clips_per_class}: must be ≥ 1')
@@ -242,7 +256,10 @@ def _params(num_classes, clips_per_class, num_frames, size, fps, seed, val_fract
 
 
 def _fingerprint(params: dict) -> str:
-  key = dict(params, format_version=FORMAT_VERSION, crf=_CRF, preset=_PRESET, x264_params=_X264_PARAMS)
+  # The look parameters join the hash only when changed, so the default datasets keep their folder names.
+  key = {k: v for k, v in params.items() if k not in _LOOK or tuple(np.atleast_1d(v)) != tuple(
+      np.atleast_1d(DEFAULTS[k]))}
+  key = dict(key, format_version=FORMAT_VERSION, crf=_CRF, preset=_PRESET, x264_params=_X264_PARAMS)
   return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -338,7 +355,7 @@ def _generate(tmp: str, params: dict, num_workers: int) -> dict:
     for clip_index in range(params['clips_per_class']):
       rel = f'videos/{class_name}/{class_name}_{clip_index:04d}.mp4'
       jobs.append((os.path.join(tmp, rel), class_index, clip_index, params['seed'], params['num_frames'],
-                   params['size'], params['fps']))
+                   params['size'], params['fps'], {k: params[k] for k in _LOOK}))
       lines[split_of[clip_index]].append(f'{rel} {class_index}\n')
 
   start = time.time()
@@ -383,6 +400,9 @@ def ensure_synthetic(cache_dir: str | None = None, num_classes: int = DEFAULTS['
                      clips_per_class: int = DEFAULTS['clips_per_class'], num_frames: int = DEFAULTS['num_frames'],
                      size: int = DEFAULTS['size'], fps: int = DEFAULTS['fps'], seed: int = DEFAULTS['seed'],
                      val_fraction: float = DEFAULTS['val_fraction'], test_fraction: float = DEFAULTS['test_fraction'],
+                     background_contrast: float = _BACKGROUND_CONTRAST,
+                     radius_range: tuple[float, float] = _RADIUS_RANGE,
+                     travel_range: tuple[float, float] = _TRAVEL_RANGE,
                      num_workers: int | None = None) -> str:
   """The dataset folder (both the csv folder and the `root` of its relative paths), generated once.
 
@@ -391,7 +411,8 @@ def ensure_synthetic(cache_dir: str | None = None, num_classes: int = DEFAULTS['
   temporary sibling folder and renames it into place; if another process finished first, its folder wins and
   ours is discarded. `num_workers` (default: min(2, CPUs)) only changes speed, never the bytes.
   """
-  params = _params(num_classes, clips_per_class, num_frames, size, fps, seed, val_fraction, test_fraction)
+  params = _params(num_classes, clips_per_class, num_frames, size, fps, seed, val_fraction, test_fraction,
+                   background_contrast, radius_range, travel_range)
   final = dataset_dir(cache_dir, **params)
   if is_complete(final):
     return final

@@ -27,19 +27,26 @@ def _pad(batch: dict, size: int) -> dict:
   return out
 
 
+def subset(total: int, max_videos: int = 0) -> list[int]:
+  """All indices, or `max_videos` evenly spread over the list (lists are often sorted by class, so the first N
+  would be a few classes only)."""
+  if not max_videos or max_videos >= total:
+    return list(range(total))
+  return sorted({int(i) for i in np.linspace(0, total - 1, max_videos).round()})
+
+
 def batches(data_cfg, split: str, global_batch_size: int, *, multi_view: bool, num_classes: int | None,
             max_videos: int = 0, error_dir: str | None = None):
   """Yields per-process eval batches of a fixed shape; every process yields the same number of batches."""
   pc, pi = jax.process_count(), jax.process_index()
   local = global_batch_size // pc
-  total = len(make_source(data_cfg, split, num_classes))
-  if max_videos:
-    total = min(total, max_videos)
+  indices = subset(len(make_source(data_cfg, split, num_classes)), max_videos)
+  total = len(indices)
   per_process = math.ceil(total / pc)
   steps = math.ceil(per_process / local)
   mine = len(range(pi, total, pc))
   ds = pipeline.eval_dataset(data_cfg, local, num_classes=num_classes, error_dir=error_dir, split=split,
-                             multi_view=multi_view)
+                             multi_view=multi_view, indices=indices)
   it = iter(ds)
   seen = 0
   for _ in range(steps):
@@ -49,9 +56,6 @@ def batches(data_cfg, split: str, global_batch_size: int, *, multi_view: bool, n
       batch = {'video': np.zeros((0, views, data_cfg.num_frames, data_cfg.input_size, data_cfg.input_size, 3),
                                  np.uint8),
                'label': np.zeros((0,), np.int32), 'valid': np.zeros((0,), bool), 'index': np.zeros((0,), np.int64)}
-    if seen + len(batch['label']) > mine:  # max_videos cut inside a batch
-      keep = mine - seen
-      batch = {k: v[:keep] for k, v in batch.items()}
     seen += len(batch['label'])
     yield _pad(batch, local)
 
@@ -88,8 +92,7 @@ def classify_split(logits_fn, params, data_cfg, split: str, global_batch_size: i
     for key in totals:
       totals[key] += float(out[key])
   n = max(totals['count'], 1.0)
-  total = len(make_source(data_cfg, split, num_classes))
-  expected = min(total, max_videos) if max_videos else total
+  expected = len(subset(len(make_source(data_cfg, split, num_classes)), max_videos))
   return {'top1': 100.0 * totals['top1'] / n, 'top5': 100.0 * totals['top5'] / n,
           'loss': totals['loss_sum'] / n, 'videos': int(totals['count']),
           'failed': int(expected - totals['count'])}

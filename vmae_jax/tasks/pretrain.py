@@ -36,7 +36,8 @@ class Pretrain(Task):
     rngs = {'dropout': rng} if rng is not None else {}
     pred = self.model.apply({'params': params}, video, batch['visible_idx'], batch['pred_idx'],
                             deterministic=rng is None, rngs=rngs)
-    labels = gather_target(pixel_target(video, c.tubelet_size, c.patch_size), batch['pred_idx'])
+    target = pixel_target(video, c.tubelet_size, c.patch_size, normalize=self.config.pretrain.norm_target)
+    labels = gather_target(target, batch['pred_idx'])
     loss = reconstruction_loss(pred, labels, batch['loss_weight'] if self.dual else None)
     return loss, pred
 
@@ -83,7 +84,8 @@ class Pretrain(Task):
     c = self.ctx.model_config
     local_pred = np.asarray(jax.device_get(pred.addressable_shards[0].data))
     rows = visualize.reconstruction_rows(batch['video'][0], batch['visible_idx'][0], batch['pred_idx'][0],
-                                         local_pred[0], c.tubelet_size, c.patch_size)
+                                         local_pred[0], c.tubelet_size, c.patch_size,
+                                         normalized=self.config.pretrain.norm_target)
     image = visualize.figure(rows)
     if jax.process_index() == 0:
       folder = os.path.join(self.ctx.workdir, 'pictures')
