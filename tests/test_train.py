@@ -303,3 +303,21 @@ def test_finetune_subset_takes_the_first_clips_of_each_class():
       return len(self.items)
   assert train_indices(Source(), 2) == [0, 1, 2, 4, 6]
   assert train_indices(Source(), 0) == list(range(7))
+
+
+def test_visualize_cli_on_a_training_workdir(runs, tmp_path):
+  from PIL import Image
+
+  from vmae_jax import visualize
+  from vmae_jax.data import synthetic
+  workdir, _ = runs['vitg_dual']
+  folder = synthetic.ensure_synthetic(num_classes=4, clips_per_class=6, num_frames=12, size=48)
+  video = os.path.join(folder, 'videos', 'move_left', 'move_left_0000.mp4')
+  png, gif = str(tmp_path / 'r.png'), str(tmp_path / 'r.gif')
+  assert visualize.main([f'--checkpoint={workdir}', f'--video={video}', f'--out={png}', '--sampling_rate=2',
+                         '--decoder_mask']) == 0
+  assert Image.open(png).size == (4 * 32 + 3 * 2, 3 * 32 + 2 * 2)   # 4 frames × 3 rows of 32² (the smoke model)
+  assert visualize.main([f'--checkpoint={workdir}', f'--video={video}', f'--out={gif}', '--sampling_rate=2']) == 0
+  assert Image.open(gif).n_frames == 4
+  with pytest.raises(ValueError, match='no decoder'):
+    visualize.reconstruct_file(runs['vitb_k400_finetune'][0], video)

@@ -1,11 +1,17 @@
 """Reconstruction pictures: original / masked input / reconstruction, a few frames side by side.
 
+    python -m vmae_jax.visualize --checkpoint=CKPT_OR_WORKDIR --video=FILE.mp4 --out=recon.png   (or .gif)
+
 The model predicts each masked token's pixels normalised by that token's own mean and (unbiased) std
 (spec/videomae.md §3); to show them, every prediction is de-normalised with the mean and std of the same token of
 the original clip. Tokens the encoder saw are shown as they are. With V2 dual masking the decoder predicts only
 its kept tokens: encoder-masked tokens it dropped stay grey in the reconstruction row.
 """
 from __future__ import annotations
+
+import argparse
+import json
+import os
 
 import einops
 import numpy as np
@@ -61,3 +67,80 @@ def figure(rows: tuple[np.ndarray, ...], num_frames: int = 8, gap: int = 2) -> n
 def save_png(image: np.ndarray, path: str) -> None:
   from PIL import Image
   Image.fromarray(image).save(path)
+
+
+def save_gif(rows: tuple[np.ndarray, ...], path: str, fps: int = 4, gap: int = 2) -> None:
+  """An animation over the clip's frames; each animation frame shows the rows stacked vertically."""
+  from PIL import Image
+  t, h, w, _ = rows[0].shape
+  images = []
+  for f in range(t):
+    canvas = np.ones((len(rows) * h + (len(rows) - 1) * gap, w, 3), np.float32)
+    for r, clip in enumerate(rows):
+      canvas[r * (h + gap):r * (h + gap) + h] = clip[f]
+    images.append(Image.fromarray((canvas * 255.0 + 0.5).astype(np.uint8)))
+  images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+
+
+def _norm_target_of(checkpoint: str) -> bool | None:
+  """pretrain.norm_target of a training workdir (its config.json), None for converted checkpoints."""
+  path = os.path.join(checkpoint, 'config.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)['config'].get('pretrain', {}).get('norm_target')
+
+
+def reconstruct_file(checkpoint: str, video_path: str, *, sampling_rate: int = 4, mask_ratio: float = 0.9,
+                     decoder_mask: bool = False, norm_target: bool | None = None, seed: int = 0):
+  """Decode the centred clip of `video_path`, mask it (tube; optionally V2's running-cell decoder mask), run the
+  checkpoint's decoder, and return the three rows (original, masked input, reconstruction)."""
+  import jax.numpy as jnp
+
+  import vmae_jax
+  from vmae_jax.data import augment, decode, masking, sampling
+  m = vmae_jax.load(checkpoint)
+  c = m.config
+  if c.kind != 'pretrain':
+    raise ValueError(f'{checkpoint}: a {c.kind} checkpoint has no decoder; reconstruction needs a pretraining one')
+  if norm_target is None:
+    norm_target = _norm_target_of(checkpoint)
+  norm_target = True if norm_target is None else norm_target
+  clip, _ = decode.read_clip({'file': video_path, 'path': video_path},
+                             lambda n: sampling.dense_val_indices(n, c.num_frames, sampling_rate))
+  clip = augment.center_crop_view(clip, c.img_size, c.img_size)
+  rng = np.random.default_rng(seed)
+  masks = masking.sample_masks(rng, c.token_grid(), 'tube', mask_ratio, 'run_cell' if decoder_mask else None)
+  video = (clip / 255.0 - np.array(augment.IMAGENET_MEAN)) / np.array(augment.IMAGENET_STD)
+  pred = m._predict(m.variables, jnp.asarray(video[None], jnp.float32), jnp.asarray(masks['visible_idx'][None]),
+                    jnp.asarray(masks['pred_idx'][None]))
+  return reconstruction_rows(clip, masks['visible_idx'], masks['pred_idx'], np.asarray(pred)[0], c.tubelet_size,
+                             c.patch_size, normalized=norm_target)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog='python -m vmae_jax.visualize', description=__doc__.split('\n\n')[0])
+  parser.add_argument('--checkpoint', required=True, help='pretraining checkpoint or training workdir')
+  parser.add_argument('--video', required=True, help='a video file')
+  parser.add_argument('--out', required=True, help='.png (a few frames side by side) or .gif (animated)')
+  parser.add_argument('--sampling_rate', type=int, default=4)
+  parser.add_argument('--mask_ratio', type=float, default=0.9)
+  parser.add_argument('--decoder_mask', action='store_true', help="V2's running-cell decoder mask (0.5)")
+  parser.add_argument('--norm_target', choices=('auto', 'true', 'false'), default='auto',
+                      help="whether the model predicts per-patch normalised pixels (auto: the workdir's config, "
+                           'else true, the official default)')
+  parser.add_argument('--seed', type=int, default=0)
+  args = parser.parse_args(argv)
+  norm = {'auto': None, 'true': True, 'false': False}[args.norm_target]
+  rows = reconstruct_file(args.checkpoint, args.video, sampling_rate=args.sampling_rate, mask_ratio=args.mask_ratio,
+                          decoder_mask=args.decoder_mask, norm_target=norm, seed=args.seed)
+  if args.out.lower().endswith('.gif'):
+    save_gif(rows, args.out)
+  else:
+    save_png(figure(rows), args.out)
+  print(f'wrote {args.out}')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())
