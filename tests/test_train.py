@@ -81,6 +81,19 @@ def test_bad_fields_are_named(edit, field):
     train_config.check(c, num_devices=8)
 
 
+@pytest.mark.parametrize('field, value, match', [
+    ('mask_type', 'blob', 'blob'), ('mask_ratio', 1.0, 'mask_ratio'),
+    ('input_size', 24, 'even token grid'),       # 3×3 tokens: the running-cell 2×2 cells do not tile
+    ('decoder_mask_type', 'cube', 'cube')])
+def test_mask_settings_are_checked_by_the_masking_code(field, value, match):
+  c = smoke('vitg_dual')
+  c.data[field] = value
+  if field == 'input_size':
+    c.data.short_side = 24
+  with pytest.raises(ConfigError, match=f'data.mask_type/mask_ratio.*{match}'):
+    train_config.check(c)
+
+
 def test_batch_must_divide_over_the_data_parallel_devices():
   c = smoke()
   c.batch_size = 12

@@ -98,18 +98,22 @@ class LoadedModel:
     return {'pred': pred, 'loss': reconstruction_loss(pred, labels, weight)}
 
 
+def restore(path, step: int | None = None, device=None) -> tuple[ModelConfig, dict]:
+  """(config, params) of the latest (or given) step, restored onto one device (default: the first)."""
+  sharding = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+
+  def abstract_for(config: ModelConfig):
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                                  nn.unbox(models.abstract_params(config)))
+  return checkpoint.restore(path, abstract_for, step)
+
+
 def load(path, dtype=None, step: int | None = None) -> LoadedModel:
   """Restore the latest (or given) step of a checkpoint written by `convert` or by training, on the default device.
 
   `dtype` ('bfloat16', 'float32', ...) sets the compute dtype; parameters are restored in float32.
   """
-  device = jax.devices()[0]
-  sharding = jax.sharding.SingleDeviceSharding(device)
-
-  def abstract_for(config: ModelConfig):
-    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                                  nn.unbox(models.abstract_params(config)))
-  config, params = checkpoint.restore(path, abstract_for, step)
+  config, params = restore(path, step)
   if dtype is not None:
     config = config.replace(dtype=jnp.dtype(dtype).name)
   return LoadedModel(config=config, variables={'params': params})

@@ -18,14 +18,13 @@ import time
 
 import ml_collections
 
-from vmae_jax import train_config
 from vmae_jax.models.config import ConfigError
 
 STAGES = ('pretrain', 'finetune')
 
 
-def stage_configs(config) -> dict[str, ml_collections.ConfigDict]:
-  """The three runs of the demo, checked before any of them starts."""
+def stage_configs(config, workdir: str) -> dict[str, ml_collections.ConfigDict]:
+  """The three runs of the demo (sub-workdir name → training config)."""
   unknown = sorted(set(config.keys()) - {'task', 'seed', *STAGES})
   if unknown:
     raise ConfigError(f'unknown config field {unknown[0]!r} (the demo config has task, seed, pretrain, finetune)')
@@ -35,25 +34,23 @@ def stage_configs(config) -> dict[str, ml_collections.ConfigDict]:
     raise ConfigError('config fields pretrain.task / finetune.task must be pretrain / finetune')
   pre.seed = fine.seed = config.seed
   scratch = ml_collections.ConfigDict(fine.to_dict())
-  fine.init.checkpoint = '<pretrain>'   # filled in by run(); non-empty for the check
+  fine.init.checkpoint = os.path.join(workdir, 'pretrain')
   scratch.init.checkpoint = ''
-  import jax
-  for cfg in (pre, fine, scratch):
-    train_config.check(cfg, jax.device_count(), jax.process_count())
   return {'pretrain': pre, 'finetune_pretrained': fine, 'finetune_scratch': scratch}
 
 
 def run(config, workdir: str) -> dict:
   from vmae_jax.trainer import Trainer
   workdir = os.path.abspath(workdir)
-  stages = stage_configs(config)
-  stages['finetune_pretrained'].init.checkpoint = os.path.join(workdir, 'pretrain')
+  stages = stage_configs(config, workdir)
+  # Building every Trainer checks every stage's config before the first stage starts.
+  trainers = {name: Trainer(cfg, os.path.join(workdir, name)) for name, cfg in stages.items()}
   os.makedirs(workdir, exist_ok=True)
   results, seconds = {}, {}
-  for name, cfg in stages.items():
+  for name, trainer in trainers.items():
     print(f'=== demo stage {name} ===', flush=True)
     start = time.time()
-    results[name] = Trainer(cfg, os.path.join(workdir, name)).run()
+    results[name] = trainer.run()
     seconds[name] = round(time.time() - start, 1)
   fine = stages['finetune_pretrained']
   summary = {

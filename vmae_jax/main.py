@@ -36,13 +36,14 @@ def main(argv) -> int:
     logging.getLogger(noisy).setLevel(logging.WARNING)
   from vmae_jax.models.config import ConfigError
   from vmae_jax.pretrained import InitError
+  from vmae_jax.data.pipeline import DataError
   from vmae_jax.trainer import TrainingError
   try:
     run(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, InitError) as e:
     print(f'vmae_jax.main: config error: {e}', file=sys.stderr, flush=True)
     return 2
-  except TrainingError as e:
+  except (TrainingError, DataError) as e:
     print(f'vmae_jax.main: training stopped: {e}', file=sys.stderr, flush=True)
     return 1
   return 0

@@ -78,7 +78,7 @@ class Progress:
     if chief:
       from tqdm import tqdm
       self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=sys.stderr,
-                      mininterval=1.0, disable=None if not os.environ.get('VMAE_JAX_PROGRESS') else False)
+                      mininterval=1.0, disable=None)   # None: shown on a terminal only
 
   def update(self, n: int, **postfix) -> None:
     if self.bar is not None:

@@ -17,7 +17,7 @@ BATCH_AXES = ('data', 'fsdp')
 RULES = (
     ('embed', 'fsdp'), ('decoder_embed', 'fsdp'),
     ('heads', 'tensor'), ('mlp', 'tensor'),
-    ('layers', None), ('kv', None), ('classes', None), ('pixels', None), ('qkv', None),
+    ('layers', None), ('kv', None), ('classes', None), ('pixels', None),
 )
 
 

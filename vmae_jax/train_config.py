@@ -17,9 +17,12 @@ import math
 from typing import Any
 
 import ml_collections
+import numpy as np
 
+from vmae_jax.data import masking
 from vmae_jax.data.pipeline import default_data_config
 from vmae_jax.models.config import ConfigError, ModelConfig
+from vmae_jax.sharding import AXES
 
 SCHEMA_VERSION = 1
 TASKS = ('pretrain', 'finetune', 'postpretrain', 'eval', 'distill', 'demo')
@@ -27,7 +30,6 @@ CLASSIFIER_TASKS = ('finetune', 'postpretrain', 'eval', 'distill')
 # data fields that are facts of the model (set from model.*), and model fields that are facts of the data.
 DATA_FROM_MODEL = ('patch_size', 'tubelet_size')
 MODEL_FROM_DATA = {'num_frames': 'data.num_frames', 'img_size': 'data.input_size', 'kind': 'task'}
-MESH_AXES = ('data', 'fsdp', 'tensor')
 
 
 def defaults(task: str = 'pretrain') -> ml_collections.ConfigDict:
@@ -169,7 +171,7 @@ def data_config(config, model: ModelConfig) -> ml_collections.ConfigDict:
 def mesh_shape(config, num_devices: int) -> tuple[int, int, int]:
   shape = tuple(int(s) for s in config.mesh_shape)
   if len(shape) != 3:
-    raise ConfigError(f'config field mesh_shape must have 3 entries {MESH_AXES}, got {shape}')
+    raise ConfigError(f'config field mesh_shape must have 3 entries {AXES}, got {shape}')
   if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
     raise ConfigError(f'config field mesh_shape={shape}: sizes must be positive, at most one -1')
   known = math.prod(s for s in shape if s != -1)
@@ -207,21 +209,17 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> ModelConfig:
   need(config.checkpoint_every_steps > 0, 'checkpoint_every_steps', 'must be > 0')
   need(config.keep_checkpoints >= 1, 'keep_checkpoints', 'must be ≥ 1')
   need(config.log_every_steps > 0, 'log_every_steps', 'must be > 0')
-  need(d.num_frames % model.tubelet_size == 0, 'data.num_frames',
-       f'must be divisible by model.tubelet_size={model.tubelet_size}')
-  need(d.input_size % model.patch_size == 0, 'data.input_size',
-       f'must be divisible by model.patch_size={model.patch_size}')
   need(d.short_side >= d.input_size, 'data.short_side', f'must be ≥ data.input_size={d.input_size}')
   need(d.num_sample >= 1, 'data.num_sample', 'must be ≥ 1')
   need(d.sampling in ('pretrain', 'dense', 'segment'), 'data.sampling', "must be 'pretrain', 'dense' or 'segment'")
   need(d.source in ('', 'list', 'tfds', 'synthetic'), 'data.source', "must be '', 'list', 'tfds' or 'synthetic'")
   need(d.subset_per_class >= 0, 'data.subset_per_class', 'must be ≥ 0')
-  if config.task == 'pretrain':
-    need(0 < d.mask_ratio < 1, 'data.mask_ratio', 'must be in (0, 1)')
-    need(d.mask_type in ('tube', 'random'), 'data.mask_type', "must be 'tube' or 'random'")
-    need(d.decoder_mask_type in ('none', 'run_cell'), 'data.decoder_mask_type', "must be 'none' or 'run_cell'")
-    if d.decoder_mask_type == 'run_cell':
-      need(d.decoder_mask_ratio == 0.5, 'data.decoder_mask_ratio', 'the running-cell mask is defined for 0.5 only')
+  if config.task == 'pretrain':   # draw one set of masks: the masking code's own checks, on this token grid
+    try:
+      masking.sample_masks(np.random.default_rng(0), model.token_grid(), d.mask_type, d.mask_ratio,
+                           d.decoder_mask_type, d.decoder_mask_ratio)
+    except ValueError as e:
+      raise ConfigError(f'config fields data.mask_type/mask_ratio/decoder_mask_type/decoder_mask_ratio: {e}') from None
   o = config.optim
   need(o.base_lr > 0, 'optim.base_lr', 'must be > 0')
   need(0 <= o.min_lr <= o.base_lr, 'optim.min_lr', f'must be in [0, optim.base_lr={o.base_lr}]')

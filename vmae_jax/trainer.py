@@ -35,7 +35,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from vmae_jax import optim, sharding, train_config
+from vmae_jax import models, optim, sharding, train_config
 from vmae_jax.data import pipeline
 from vmae_jax.metrics_writer import MetricWriter, Progress
 from vmae_jax.tasks import TASKS, Context
@@ -44,8 +44,12 @@ PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG = 'params', 'train_state', 
 RESULTS_FILE = 'results.json'
 
 
+def _with_shardings(abstract, shardings):
+  return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
 class TrainingError(RuntimeError):
-  """The run cannot go on (non-finite loss, data failing); the last good checkpoint is kept."""
+  """The run cannot go on (a non-finite loss or gradient); the last good checkpoint is kept."""
 
 
 def _is_chief() -> bool:
@@ -134,25 +138,23 @@ class Trainer:
     total, warmup, per_epoch = train_config.schedule_steps(cfg, videos)
     total_micro = total * k
 
-    params_abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                                             nn.unbox(self._abstract_boxed()))
+    # Shapes and shardings of the whole state, nothing allocated: they place a fresh state and restore a saved one.
+    boxed = models.abstract_params(mcfg)
+    param_sh = sharding.tree_shardings(boxed, self.mesh)
+    params_abstract = _with_shardings(nn.unbox(boxed), param_sh)
     o = cfg.optim
-    betas = dict(b1=o.b1, b2=o.b2)
     tx, lr_fn = optim.adamw(params_abstract, base_lr=o.base_lr, global_batch=cfg.batch_size, total_steps=total,
-                            warmup_steps=warmup, min_lr=o.min_lr, eps=o.eps, weight_decay=o.weight_decay,
-                            clip_grad=o.clip_grad or None,
+                            warmup_steps=warmup, min_lr=o.min_lr, b1=o.b1, b2=o.b2, eps=o.eps,
+                            weight_decay=o.weight_decay, clip_grad=o.clip_grad or None,
                             layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
-                            depth=mcfg.depth, accumulate_steps=k, **betas)
-
-    param_sh = sharding.tree_shardings(self._abstract_boxed(), self.mesh)
-    params_abstract = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                             params_abstract, param_sh)
+                            depth=mcfg.depth, accumulate_steps=k)
     init_opt = jax.jit(tx.init)
-    opt_sh = init_opt.lower(params_abstract).compile().output_shardings
     rep = sharding.replicated(self.mesh)
-    state_sh = {'step': rep, 'params': param_sh, 'opt_state': opt_sh}
+    abstract_state = {'step': jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), 'params': params_abstract,
+                      'opt_state': _with_shardings(jax.eval_shape(init_opt, params_abstract),
+                                                   init_opt.lower(params_abstract).compile().output_shardings)}
     if o.ema_decay > 0:
-      state_sh['ema'] = param_sh
+      abstract_state['ema'] = params_abstract
 
     local_batch = cfg.batch_size // k // jax.process_count()
     dataset = pipeline.train_dataset(self.data_config, task.pipeline_task, local_batch, cfg.seed,
@@ -170,7 +172,7 @@ class Trainer:
         _info(f'{self.workdir}: training already finished at step {total}; nothing to do')
         return results
       if latest is not None:
-        state = self._restore(mngr, latest, state_sh, params_abstract, init_opt, data_iter)
+        state = self._restore(mngr, latest, abstract_state, data_iter)
         _info(f'resumed from {self.workdir}/checkpoints/{latest} (micro-step {latest} of {total_micro})')
       else:
         params = jax.device_put(task.init_params(jax.random.key(cfg.seed)), param_sh)
@@ -200,19 +202,10 @@ class Trainer:
       mngr.wait_until_finished()
       mngr.close()
 
-  def _abstract_boxed(self):
-    from vmae_jax import models
-    return models.abstract_params(self.model_config)
-
-  def _restore(self, mngr, step, state_sh, params_abstract, init_opt, data_iter) -> dict:
-    opt_abstract = jax.eval_shape(init_opt, params_abstract)
-    opt_abstract = jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                          opt_abstract, state_sh['opt_state'])
-    rest = {'step': jax.ShapeDtypeStruct((), jnp.int32, sharding=state_sh['step']), 'opt_state': opt_abstract}
-    if 'ema' in state_sh:
-      rest['ema'] = params_abstract
+  def _restore(self, mngr, step, abstract_state, data_iter) -> dict:
+    rest = {k: v for k, v in abstract_state.items() if k != 'params'}
     restored = mngr.restore(step, args=ocp.args.Composite(**{
-        PARAMS: ocp.args.StandardRestore({'params': params_abstract}),
+        PARAMS: ocp.args.StandardRestore({'params': abstract_state['params']}),
         TRAIN_STATE: ocp.args.StandardRestore(rest),
         DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
     return {'params': restored[PARAMS]['params'], **restored[TRAIN_STATE]}

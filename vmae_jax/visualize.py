@@ -95,8 +95,6 @@ def reconstruct_file(checkpoint: str, video_path: str, *, sampling_rate: int = 4
                      decoder_mask: bool = False, norm_target: bool | None = None, seed: int = 0):
   """Decode the centred clip of `video_path`, mask it (tube; optionally V2's running-cell decoder mask), run the
   checkpoint's decoder, and return the three rows (original, masked input, reconstruction)."""
-  import jax.numpy as jnp
-
   import vmae_jax
   from vmae_jax.data import augment, decode, masking, sampling
   m = vmae_jax.load(checkpoint)
@@ -111,9 +109,8 @@ def reconstruct_file(checkpoint: str, video_path: str, *, sampling_rate: int = 4
   clip = augment.center_crop_view(clip, c.img_size, c.img_size)
   rng = np.random.default_rng(seed)
   masks = masking.sample_masks(rng, c.token_grid(), 'tube', mask_ratio, 'run_cell' if decoder_mask else None)
-  video = (clip / 255.0 - np.array(augment.IMAGENET_MEAN)) / np.array(augment.IMAGENET_STD)
-  pred = m._predict(m.variables, jnp.asarray(video[None], jnp.float32), jnp.asarray(masks['visible_idx'][None]),
-                    jnp.asarray(masks['pred_idx'][None]))
+  decoder = masks['decoder_mask'][None] if decoder_mask else None
+  pred = m.reconstruct(augment.normalize(clip)[None], masks['encoder_mask'][None], decoder)['pred']
   return reconstruction_rows(clip, masks['visible_idx'], masks['pred_idx'], np.asarray(pred)[0], c.tubelet_size,
                              c.patch_size, normalized=norm_target)
 

@@ -151,7 +151,7 @@ class TrainExample:
       return {'video': video, 'visible_idx': m['visible_idx'], 'pred_idx': m['pred_idx'],
               'loss_weight': m['loss_weight']}
     video = augment.finetune_transform(rng, clip, cfg.input_size, flip=cfg.flip, rand_aug=cfg.rand_augment,
-                                       erase_prob=cfg.erase_prob, scale=tuple(cfg.get('crop_scale', (0.08, 1.0))))
+                                       erase_prob=cfg.erase_prob, scale=tuple(cfg.crop_scale))
     return {'video': video.astype(np.float32)}
 
 

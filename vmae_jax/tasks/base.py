@@ -2,6 +2,7 @@
 evaluations it runs during and after training."""
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any
 
@@ -20,7 +21,7 @@ class Context:
   mesh: jax.sharding.Mesh
 
 
-class Task:
+class Task(abc.ABC):
   """Subclasses set `pipeline_task` ('pretrain' | 'finetune') and `batch_keys`, and implement `loss`."""
   pipeline_task = 'finetune'
   batch_keys: tuple[str, ...] = ()
@@ -40,8 +41,9 @@ class Task:
     return {}
 
   # --- the step (pure, jitted by the trainer) -----------------------------------------------------------------
+  @abc.abstractmethod
   def loss(self, params, frozen: dict, batch: dict, rng: jax.Array) -> tuple[jax.Array, dict]:
-    raise NotImplementedError
+    """(scalar loss, metrics) of one batch; `frozen` is `frozen_inputs()`, `rng` the step's dropout key."""
 
   # --- evaluations -------------------------------------------------------------------------------------------
   def periodic(self, step: int, params, writer) -> dict[str, float]:

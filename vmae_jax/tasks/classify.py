@@ -6,6 +6,7 @@ split at the end, as the official scripts do.
 """
 from __future__ import annotations
 
+import functools
 import json
 
 import jax
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vmae_jax import checkpoint, models, pretrained
+from vmae_jax import api, pretrained
 from vmae_jax.data.sources import read_class_names
 from vmae_jax.tasks import evaluation
 from vmae_jax.tasks.base import Task
@@ -21,12 +22,7 @@ from vmae_jax.tasks.base import Task
 
 def restore_any(path: str, step: int = -1):
   """(ModelConfig, params as numpy) of a converted checkpoint or a training workdir, on the host."""
-  def abstract_for(config):
-    import flax.linen as nn
-    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=cpu),
-                                  nn.unbox(models.abstract_params(config)))
-  cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend='cpu')[0])
-  config, params = checkpoint.restore(path, abstract_for, None if step < 0 else step)
+  config, params = api.restore(path, None if step < 0 else step, jax.local_devices(backend='cpu')[0])
   return config, jax.tree_util.tree_map(np.asarray, params)
 
 
@@ -84,9 +80,14 @@ class Classify(Task):
     return classification_loss(logits, batch, self.ctx.model_config.num_classes,
                                self.ctx.data_config.label_smoothing)
 
+  @functools.cached_property
+  def _counts(self):
+    """One compiled eval program for every evaluation of the run."""
+    return jax.jit(evaluation.classification_counts(lambda p, v: self.logits(p, v)))
+
   def evaluate(self, params, multi_view: bool, max_videos: int = 0) -> dict:
     cfg = self.config
-    return evaluation.classify_split(lambda p, v: self.logits(p, v), params, self.ctx.data_config, cfg.eval.split,
+    return evaluation.classify_split(self._counts, params, self.ctx.data_config, cfg.eval.split,
                                      cfg.eval.batch_size, self.ctx.mesh, multi_view=multi_view,
                                      num_classes=self.ctx.model_config.num_classes, max_videos=max_videos,
                                      error_dir=self.ctx.workdir)
@@ -99,14 +100,10 @@ class Classify(Task):
     return {'val/top1': r['top1'], 'val/top5': r['top5'], 'val/loss': r['loss']}
 
   def final(self, params, writer, step: int):
-    d = self.ctx.data_config
-    rows = {'single view': self.evaluate(params, multi_view=False)}
-    name = f'{d.test_num_segment}x{d.test_num_crop} views'
-    if self.config.eval.final_multi_view:
-      rows[name] = self.evaluate(params, multi_view=True)
+    """One pass over the whole split: multi-view (the official test protocol) or single view."""
+    d, multi_view = self.ctx.data_config, self.config.eval.final_multi_view
+    r = self.evaluate(params, multi_view=multi_view)
     if jax.process_index() == 0:
-      evaluation.print_table(f'{self.config.eval.split} split, {self.ctx.model_config.name}', rows)
-    best = rows.get(name, rows['single view'])
-    out = {'eval/top1': best['top1'], 'eval/top5': best['top5'], 'eval/videos': best['videos'],
-           'eval/failed': best['failed'], 'eval/single_view_top1': rows['single view']['top1']}
-    return out
+      name = f'{d.test_num_segment}x{d.test_num_crop} views' if multi_view else 'single view'
+      evaluation.print_table(f'{self.config.eval.split} split, {self.ctx.model_config.name}', {name: r})
+    return {'eval/top1': r['top1'], 'eval/top5': r['top5'], 'eval/videos': r['videos'], 'eval/failed': r['failed']}

@@ -35,12 +35,17 @@ def subset(total: int, max_videos: int = 0) -> list[int]:
   return sorted({int(i) for i in np.linspace(0, total - 1, max_videos).round()})
 
 
-def batches(data_cfg, split: str, global_batch_size: int, *, multi_view: bool, num_classes: int | None,
-            max_videos: int = 0, error_dir: str | None = None):
-  """Yields per-process eval batches of a fixed shape; every process yields the same number of batches."""
+def split_indices(data_cfg, split: str, num_classes: int | None, max_videos: int = 0) -> list[int]:
+  """The videos an evaluation reads (see `subset`)."""
+  return subset(len(make_source(data_cfg, split, num_classes)), max_videos)
+
+
+def batches(data_cfg, split: str, global_batch_size: int, indices: list[int], *, multi_view: bool,
+            num_classes: int | None, error_dir: str | None = None):
+  """Yields per-process eval batches of a fixed shape over `indices`; every process yields the same number of
+  batches."""
   pc, pi = jax.process_count(), jax.process_index()
   local = global_batch_size // pc
-  indices = subset(len(make_source(data_cfg, split, num_classes)), max_videos)
   total = len(indices)
   per_process = math.ceil(total / pc)
   steps = math.ceil(per_process / local)
@@ -81,37 +86,42 @@ def classification_counts(logits_fn):
   return counts
 
 
-def classify_split(logits_fn, params, data_cfg, split: str, global_batch_size: int, mesh, *, multi_view: bool,
+def classify_split(counts_fn, params, data_cfg, split: str, global_batch_size: int, mesh, *, multi_view: bool,
                    num_classes: int, max_videos: int = 0, error_dir: str | None = None) -> dict[str, float]:
-  """Top-1 / top-5 (percent) over a split; `failed` counts videos that could not be read (left out)."""
-  step = jax.jit(classification_counts(logits_fn))
+  """Top-1 / top-5 (percent) over a split; `failed` counts videos that could not be read (left out).
+  `counts_fn`: the jitted `classification_counts` program (built once per run, so evaluations do not recompile)."""
+  indices = split_indices(data_cfg, split, num_classes, max_videos)
   totals = {'top1': 0.0, 'top5': 0.0, 'count': 0.0, 'loss_sum': 0.0}
-  for batch in batches(data_cfg, split, global_batch_size, multi_view=multi_view, num_classes=num_classes,
-                       max_videos=max_videos, error_dir=error_dir):
-    out = step(params, pipeline.global_batch({k: batch[k] for k in ('video', 'label', 'valid')}, mesh))
+  for batch in batches(data_cfg, split, global_batch_size, indices, multi_view=multi_view, num_classes=num_classes,
+                       error_dir=error_dir):
+    out = counts_fn(params, pipeline.global_batch({k: batch[k] for k in ('video', 'label', 'valid')}, mesh))
     for key in totals:
       totals[key] += float(out[key])
   n = max(totals['count'], 1.0)
-  expected = len(subset(len(make_source(data_cfg, split, num_classes)), max_videos))
+  expected = len(indices)
   return {'top1': 100.0 * totals['top1'] / n, 'top5': 100.0 * totals['top5'] / n,
           'loss': totals['loss_sum'] / n, 'videos': int(totals['count']),
           'failed': int(expected - totals['count'])}
 
 
-def features(feature_fn, params, data_cfg, split: str, global_batch_size: int, mesh, *, num_classes: int | None,
-             max_videos: int = 0, error_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Single-view (centre) features of a split: (features (N, D) L2-normalised, labels (N,)), valid videos only,
-  gathered on every process."""
-  from jax.experimental import multihost_utils
-
+def normalized_features(feature_fn):
+  """A jittable (params, batch) → L2-normalised features of each video's single (centre) view."""
   def fn(params, batch):
     video = pipeline.normalize_on_device(batch['video'][:, 0])
     f = feature_fn(params, video).astype(jnp.float32)
     return f / (jnp.linalg.norm(f, axis=-1, keepdims=True) + 1e-12)
-  step = jax.jit(fn)
+  return fn
+
+
+def features(step, params, data_cfg, split: str, global_batch_size: int, mesh, *, num_classes: int | None,
+             max_videos: int = 0, error_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Features of a split through `step` (the jitted `normalized_features` program): (features (N, D), labels
+  (N,)), valid videos only, gathered on every process."""
+  from jax.experimental import multihost_utils
   feats, labels = [], []
-  for batch in batches(data_cfg, split, global_batch_size, multi_view=False, num_classes=num_classes,
-                       max_videos=max_videos, error_dir=error_dir):
+  indices = split_indices(data_cfg, split, num_classes, max_videos)
+  for batch in batches(data_cfg, split, global_batch_size, indices, multi_view=False, num_classes=num_classes,
+                       error_dir=error_dir):
     g = pipeline.global_batch({k: batch[k] for k in ('video', 'label', 'valid')}, mesh)
     f = step(params, g)
     if jax.process_count() > 1:

@@ -10,7 +10,6 @@ import functools
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vmae_jax import visualize
@@ -26,10 +25,6 @@ class Pretrain(Task):
   pipeline_task = 'pretrain'
   batch_keys = ('video', 'visible_idx', 'pred_idx', 'loss_weight')
 
-  @property
-  def dual(self) -> bool:
-    return self.ctx.data_config.decoder_mask_type not in ('', 'none')
-
   def _forward(self, params, batch, rng=None):
     c = self.ctx.model_config
     video = pipeline.normalize_on_device(batch['video'])
@@ -38,7 +33,8 @@ class Pretrain(Task):
                             deterministic=rng is None, rngs=rngs)
     target = pixel_target(video, c.tubelet_size, c.patch_size, normalize=self.config.pretrain.norm_target)
     labels = gather_target(target, batch['pred_idx'])
-    loss = reconstruction_loss(pred, labels, batch['loss_weight'] if self.dual else None)
+    # loss_weight is all ones without a decoder mask (V1), so one weighted mean serves V1 and V2
+    loss = reconstruction_loss(pred, labels, batch['loss_weight'])
     return loss, pred
 
   def loss(self, params, frozen, batch, rng):
@@ -46,7 +42,9 @@ class Pretrain(Task):
     return loss, {}
 
   # --- evaluations -------------------------------------------------------------------------------------------
+  @functools.cached_property
   def _val_batches(self):
+    """Decoded once: the same clips, crops and masks at every evaluation."""
     cfg, p = self.config, self.config.pretrain
     local = max(cfg.eval.batch_size // jax.process_count(), 1)
     ds = pipeline.train_dataset(self.ctx.data_config, 'pretrain', local, VAL_SEED, split=cfg.eval.split,
@@ -60,7 +58,7 @@ class Pretrain(Task):
 
   def val_loss(self, params) -> tuple[float, dict]:
     losses, first = [], None
-    for batch in self._val_batches():
+    for batch in self._val_batches:
       g = pipeline.global_batch({k: batch[k] for k in self.batch_keys}, self.ctx.mesh)
       loss, pred = self._eval_forward(params, g)
       losses.append(float(loss))
@@ -68,13 +66,17 @@ class Pretrain(Task):
         first = (batch, pred)
     return float(np.mean(losses)), first
 
+  @functools.cached_property
+  def _features(self):
+    mean_tokens = lambda params, video: self.model.apply({'params': params}, video, method=self.model.encode).mean(1)
+    return jax.jit(evaluation.normalized_features(mean_tokens))
+
   def knn(self, params) -> float:
     cfg, p = self.config, self.config.pretrain
-    feature_fn = lambda params, video: self.model.apply({'params': params}, video, method=self.model.encode).mean(1)
     kw = dict(num_classes=None, error_dir=self.ctx.workdir)
-    bank, bank_labels = evaluation.features(feature_fn, params, self.ctx.data_config, 'train', cfg.eval.batch_size,
+    bank, bank_labels = evaluation.features(self._features, params, self.ctx.data_config, 'train', cfg.eval.batch_size,
                                             self.ctx.mesh, max_videos=p.knn_bank_videos, **kw)
-    query, query_labels = evaluation.features(feature_fn, params, self.ctx.data_config, cfg.eval.split,
+    query, query_labels = evaluation.features(self._features, params, self.ctx.data_config, cfg.eval.split,
                                               cfg.eval.batch_size, self.ctx.mesh, max_videos=cfg.eval.max_videos,
                                               **kw)
     return evaluation.knn_top1(bank, bank_labels, query, query_labels, p.knn_k, p.knn_temperature)
