@@ -1,6 +1,6 @@
 """VideoMAE V2 ViT-g/14 dual-masking pretraining: the official `vit_g_hybrid_pt_1200e` recipe.
 
-    python -m vmae_jax.main --config=configs/vitg_dual.py --workdir=gs://BUCKET/vitg_dual \
+    python -m vmae_jax.main --config=configs/vitg_dual.py --workdir=/mnt/runs/vitg_dual \
         --config.data.path=LISTS --config.data.root=VIDEOS
     python -m vmae_jax.main --config=configs/vitg_dual.py:smoke --workdir=/tmp/vitg_dual_smoke
 

@@ -86,8 +86,8 @@ def test_sigterm_saves_at_the_next_step_and_exits_cleanly(env, tmp_path):
       break
   rest, _ = proc.communicate(timeout=120)
   assert proc.returncode == 0, ''.join(lines) + rest
-  assert 'signal 15: saved step' in rest
-  saved = int(rest.split('signal 15: saved step ')[1].split()[0])
+  assert 'preemption signal: saved step' in rest
+  saved = int(rest.split('preemption signal: saved step ')[1].split()[0])
   assert 3 <= saved < 2000
   assert os.listdir(os.path.join(workdir, 'checkpoints')) == [str(saved * 2)]   # micro-steps (accumulation 2)
   assert not os.path.exists(os.path.join(workdir, 'results.json'))

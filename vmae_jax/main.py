@@ -34,8 +34,14 @@ def main(argv) -> int:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   for noisy in ('absl', 'orbax', 'jax'):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  from vmae_jax import distributed
   from vmae_jax.models.config import ConfigError
   from vmae_jax.pretrained import InitError
+  try:
+    distributed.maybe_initialize()   # before anything touches a device
+  except distributed.DistributedConfigError as e:
+    print(f'vmae_jax.main: config error: {e}', file=sys.stderr, flush=True)
+    return 2
   from vmae_jax.data.pipeline import DataError
   from vmae_jax.trainer import TrainingError
   try:

@@ -37,15 +37,12 @@ import orbax.checkpoint as ocp
 
 from vmae_jax import models, optim, sharding, train_config
 from vmae_jax.data import pipeline
+from vmae_jax.models.config import ConfigError
 from vmae_jax.metrics_writer import MetricWriter, Progress
 from vmae_jax.tasks import TASKS, Context
 
 PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG = 'params', 'train_state', 'data_iter', 'model_config', 'config'
 RESULTS_FILE = 'results.json'
-
-
-def _with_shardings(abstract, shardings):
-  return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
 
 
 class TrainingError(RuntimeError):
@@ -64,6 +61,11 @@ def _info(msg: str) -> None:
 class Trainer:
   def __init__(self, config, workdir: str):
     self.config = config
+    if '://' in workdir:
+      # metrics.jsonl is appended to, results/config are replaced by rename: file-system semantics. On Cloud TPU
+      # the bucket is mounted (Cloud Storage FUSE, launch/tpu_vm.sh) and the mount path is the workdir.
+      raise ConfigError(f'--workdir={workdir}: a URL is not a workdir; give a local or mounted path (for a bucket, '
+                        'mount it with Cloud Storage FUSE, as launch/tpu_vm.sh does)')
     self.workdir = os.path.abspath(workdir)
     self.model_config = train_config.check(config, jax.device_count(), jax.process_count())
     self.data_config = train_config.data_config(config, self.model_config)
@@ -99,6 +101,15 @@ class Trainer:
     del frame
     self._stop_signal = signum
 
+  def _stop_requested(self, step: int) -> bool:
+    """Whether to checkpoint and stop after optimizer step `step`. Every process must reach the same answer at the
+    same step, or the collective save would hang: with several processes the decision is JAX's preemption sync
+    point (the coordination service agrees on the first step after any process received SIGTERM)."""
+    if jax.process_count() == 1:
+      return self._stop_signal is not None
+    from jax.experimental import multihost_utils
+    return multihost_utils.reached_preemption_sync_point(step)
+
   # --- the run ----------------------------------------------------------------------------------------------
   def run(self) -> dict[str, Any]:
     os.makedirs(self.workdir, exist_ok=True)
@@ -115,7 +126,7 @@ class Trainer:
   def _evaluate_only(self, task) -> dict[str, Any]:
     from vmae_jax.tasks.classify import init_from_checkpoint
     params = init_from_checkpoint(task.ctx, jax.random.key(self.config.seed), require_head=True)
-    params = jax.device_put(params, sharding.replicated(self.mesh))
+    params = jax.device_put(params, sharding.tree_shardings(models.abstract_params(self.model_config), self.mesh))
     writer = MetricWriter(self.workdir, _is_chief())
     results = task.final(params, writer, 0)
     writer.write(0, results)
@@ -130,6 +141,52 @@ class Trainer:
         json.dump(results, f, indent=2)
       os.replace(tmp, os.path.join(self.workdir, RESULTS_FILE))
 
+  # --- the state: layout, fresh initialisation, the step ----------------------------------------------------
+  def layout(self, total: int, warmup: int):
+    """(optimizer, lr schedule, abstract state): shapes, dtypes and shardings of the whole train state, nothing
+    allocated. They place a fresh state (each device computes only its shards) and restore a saved one written on
+    any mesh. Parameters follow the logical-axis rules; optimizer moments, accumulators and EMA mirror them."""
+    cfg, mcfg, o = self.config, self.model_config, self.config.optim
+    boxed = models.abstract_params(mcfg)
+    params_abstract = sharding.with_shardings(nn.unbox(boxed), sharding.tree_shardings(boxed, self.mesh))
+    tx, lr_fn = optim.adamw(params_abstract, base_lr=o.base_lr, global_batch=cfg.batch_size, total_steps=total,
+                            warmup_steps=warmup, min_lr=o.min_lr, b1=o.b1, b2=o.b2, eps=o.eps,
+                            weight_decay=o.weight_decay, clip_grad=o.clip_grad or None,
+                            layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
+                            depth=mcfg.depth, accumulate_steps=o.accumulate_steps)
+    opt_abstract = jax.eval_shape(tx.init, params_abstract)
+    opt_abstract = sharding.with_shardings(opt_abstract,
+                                           sharding.mirror_shardings(opt_abstract, params_abstract, self.mesh))
+    abstract_state = {'step': jax.ShapeDtypeStruct((), jnp.int32, sharding=sharding.replicated(self.mesh)),
+                      'params': params_abstract, 'opt_state': opt_abstract}
+    if o.ema_decay > 0:
+      abstract_state['ema'] = params_abstract
+    return tx, lr_fn, abstract_state
+
+  def initial_state(self, task, tx, abstract_state) -> dict:
+    """A fresh state placed on the mesh, sharded from the start."""
+    shardings = jax.tree_util.tree_map(lambda a: a.sharding, abstract_state)
+    params = task.init_params_sharded(jax.random.key(self.config.seed), shardings['params'])
+    state = {'step': jax.device_put(jnp.zeros((), jnp.int32), shardings['step']), 'params': params,
+             'opt_state': jax.jit(tx.init, out_shardings=shardings['opt_state'])(params)}
+    if 'ema' in abstract_state:
+      state['ema'] = jax.tree_util.tree_map(jnp.copy, params)
+    return state
+
+  def lower_step(self, abstract_batch: dict, total_steps: int = 1000):
+    """The train step lowered on abstract inputs (ShapeDtypeStructs; nothing is allocated): for compile checks
+    and `compiled.memory_analysis()` of full-size models on any mesh. `abstract_batch` holds the global batch."""
+    task = TASKS[self.config.task](Context(self.config, self.model_config, self.data_config, self.workdir,
+                                           self.mesh))
+    tx, _, abstract_state = self.layout(total_steps, max(total_steps // 10, 1))
+    jitted = self._jitted_step(task, tx, self.config.optim.accumulate_steps, abstract_state)
+    batch_sh = sharding.batch_sharding(self.mesh)
+    batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh) for k, v in abstract_batch.items()}
+    frozen = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                                    task.frozen_inputs())
+    with sharding.activate(self.mesh):
+      return jitted.lower(abstract_state, frozen, batch)
+
   def _train(self, task) -> dict[str, Any]:
     cfg, mcfg = self.config, self.model_config
     k = cfg.optim.accumulate_steps
@@ -138,23 +195,7 @@ class Trainer:
     total, warmup, per_epoch = train_config.schedule_steps(cfg, videos)
     total_micro = total * k
 
-    # Shapes and shardings of the whole state, nothing allocated: they place a fresh state and restore a saved one.
-    boxed = models.abstract_params(mcfg)
-    param_sh = sharding.tree_shardings(boxed, self.mesh)
-    params_abstract = _with_shardings(nn.unbox(boxed), param_sh)
-    o = cfg.optim
-    tx, lr_fn = optim.adamw(params_abstract, base_lr=o.base_lr, global_batch=cfg.batch_size, total_steps=total,
-                            warmup_steps=warmup, min_lr=o.min_lr, b1=o.b1, b2=o.b2, eps=o.eps,
-                            weight_decay=o.weight_decay, clip_grad=o.clip_grad or None,
-                            layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
-                            depth=mcfg.depth, accumulate_steps=k)
-    init_opt = jax.jit(tx.init)
-    rep = sharding.replicated(self.mesh)
-    abstract_state = {'step': jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), 'params': params_abstract,
-                      'opt_state': _with_shardings(jax.eval_shape(init_opt, params_abstract),
-                                                   init_opt.lower(params_abstract).compile().output_shardings)}
-    if o.ema_decay > 0:
-      abstract_state['ema'] = params_abstract
+    tx, lr_fn, abstract_state = self.layout(total, warmup)
 
     local_batch = cfg.batch_size // k // jax.process_count()
     dataset = pipeline.train_dataset(self.data_config, task.pipeline_task, local_batch, cfg.seed,
@@ -175,18 +216,18 @@ class Trainer:
         state = self._restore(mngr, latest, abstract_state, data_iter)
         _info(f'resumed from {self.workdir}/checkpoints/{latest} (micro-step {latest} of {total_micro})')
       else:
-        params = jax.device_put(task.init_params(jax.random.key(cfg.seed)), param_sh)
-        state = {'step': jax.device_put(jnp.zeros((), jnp.int32), rep), 'params': params,
-                 'opt_state': init_opt(params)}
-        if o.ema_decay > 0:
-          state['ema'] = jax.tree_util.tree_map(jnp.copy, params)
+        state = self.initial_state(task, tx, abstract_state)
       start = int(state['step'])
       writer = MetricWriter(self.workdir, _is_chief(), resume_step=start // k)
+      o = cfg.optim
       if start == 0:
         _info(f'{cfg.task}: {mcfg.name}, {total} steps ({per_epoch} per epoch of {videos} videos), warmup {warmup}, '
               f'batch {cfg.batch_size}' + (f' in {k} micro-batches' if k > 1 else '') +
               f', peak lr {optim.scaled_lr(o.base_lr, cfg.batch_size):.3g}, mesh {dict(self.mesh.shape)}')
-      state = self._loop(task, state, data_iter, mngr, writer, tx, lr_fn, total_micro, k)
+        unsplit = sharding.unsplit_dims(models.abstract_params(mcfg), self.mesh)
+        if unsplit:
+          _info(f'{len(unsplit)} parameter dims not divisible by their mesh axes stay whole: ' + '; '.join(unsplit))
+      state = self._loop(task, state, data_iter, mngr, writer, tx, lr_fn, total_micro, k, abstract_state)
       if state is None:   # stopped by a signal, checkpoint written
         return {}
       self._save(mngr, state, data_iter)
@@ -210,7 +251,7 @@ class Trainer:
         DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
     return {'params': restored[PARAMS]['params'], **restored[TRAIN_STATE]}
 
-  def _step_fn(self, task, tx, k):
+  def _jitted_step(self, task, tx, k, abstract_state):
     seed = self.config.seed
     ema_decay = self.config.optim.ema_decay
 
@@ -226,19 +267,31 @@ class Trainer:
         new['ema'] = jax.tree_util.tree_map(lambda e, old: jnp.where(updated, e, old), ema, state['ema'])
       metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), **aux}
       return new, metrics
-    return jax.jit(step, donate_argnums=(0,))
+    # The state keeps its shardings step after step (no silent re-layout); metrics are replicated scalars.
+    state_sh = jax.tree_util.tree_map(lambda a: a.sharding, abstract_state)
+    return jax.jit(step, donate_argnums=(0,), out_shardings=(state_sh, sharding.replicated(self.mesh)))
 
-  def _loop(self, task, state, data_iter, mngr, writer, tx, lr_fn, total_micro, k):
+  def _step_fn(self, task, tx, k, abstract_state):
+    jitted = self._jitted_step(task, tx, k, abstract_state)
+
+    def call(state, frozen, batch):
+      with sharding.activate(self.mesh):   # traced with the mesh and rules: activation constraints apply
+        return jitted(state, frozen, batch)
+    return call
+
+  def _loop(self, task, state, data_iter, mngr, writer, tx, lr_fn, total_micro, k, abstract_state):
     cfg = self.config
-    step_fn = self._step_fn(task, tx, k)
+    step_fn = self._step_fn(task, tx, k, abstract_state)
     frozen = task.frozen_inputs()
     monitor = pipeline.FailureMonitor(self.data_config.max_failure_share, self.data_config.failure_window)
     keys = task.batch_keys
     clips_per_batch = cfg.batch_size // k * self.data_config.num_sample
     micro = int(state['step'])
     progress = Progress(total_micro // k, micro // k, _is_chief(), cfg.task)
-    main_thread = threading.current_thread() is threading.main_thread()   # signal handlers: main thread only
-    previous = signal.signal(signal.SIGTERM, self._on_sigterm) if main_thread else None
+    # Signal handlers: main thread only, and single-process only (with several processes JAX's preemption
+    # notifier owns SIGTERM, see _stop_requested).
+    own_handler = threading.current_thread() is threading.main_thread() and jax.process_count() == 1
+    previous = signal.signal(signal.SIGTERM, self._on_sigterm) if own_handler else None
     window, window_steps, window_start, checked = None, 0, time.time(), micro
     try:
       while micro < total_micro:
@@ -257,8 +310,9 @@ class Trainer:
         if due_log or due_ckpt:
           jax.block_until_ready(window)
         train_end = time.time()   # clips/s counts training only, not the evaluations below
+        stop = self._stop_requested(step)
         extra = task.periodic(step, state.get('ema', state['params']), writer)
-        if due_log or due_ckpt or extra or self._stop_signal is not None:
+        if due_log or due_ckpt or extra or stop:
           means = {key: float(v) / window_steps for key, v in jax.device_get(window).items()}
           if not (math.isfinite(means['loss']) and math.isfinite(means['grad_norm'])):
             raise TrainingError(
@@ -281,10 +335,10 @@ class Trainer:
           window, window_steps, window_start = None, 0, time.time()
         if due_ckpt or (extra and task.best_metric in extra):
           self._save(mngr, state, data_iter, metrics=extra if task.best_metric in extra else None)
-        if self._stop_signal is not None:
+        if stop:
           self._save(mngr, state, data_iter)
           mngr.wait_until_finished()
-          _info(f'signal {self._stop_signal}: saved step {step} to {self.workdir}/checkpoints; run the same '
+          _info(f'preemption signal: saved step {step} to {self.workdir}/checkpoints; run the same '
                 'command again to continue')
           return None
       return state

@@ -272,16 +272,47 @@ def num_train_videos(cfg, split: str = 'train', num_classes: int | None = None) 
   return len(train_indices(make_source(cfg, split, num_classes), cfg.subset_per_class))
 
 
+class ProcessShare(grain.MapDataset):
+  """This process's part of a global stream cut into global batches of `local · count` consecutive elements: the
+  `index`-th run of `local` elements of each. The assembled global batch (processes in order, as
+  `make_array_from_process_local_data` lays them out) is then the same for any number of processes."""
+
+  def __init__(self, parent: grain.MapDataset, local: int, index: int, count: int):
+    super().__init__(parent)
+    self._local, self._index, self._count = local, index, count
+    self._length = len(parent) // (local * count) * local
+
+  def __len__(self) -> int:
+    return self._length
+
+  def _global(self, i: int) -> int:
+    return (i // self._local) * self._local * self._count + self._index * self._local + i % self._local
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return self.slice(i)
+    return self._parent[self._global(i)]
+
+  def __str__(self) -> str:
+    return f'ProcessShare(local={self._local}, process {self._index} of {self._count})'
+
+
 def train_dataset(cfg, task: str, batch_size: int, seed: int, *, num_classes: int | None = None,
                   error_dir: str | None = None, split: str = 'train', num_epochs: int | None = None,
                   process_index: int | None = None, process_count: int | None = None) -> grain.IterDataset:
   """Per-process training batches. `batch_size` is this process's number of videos (× num_sample clips).
-  Each JAX process reads every process_count-th example (default: this process of the running job)."""
+
+  The order and the augmentation draws are those of one global stream (shuffled with `seed`, each example's
+  randomness keyed by its global position), of which each process reads its share of every global batch: a run
+  on P processes sees exactly the global batches of a run on one. (Mixup/CutMix pair clips within each process's
+  batch, as the official per-GPU collate does, so those runs depend on the process count.)"""
   source = make_source(cfg, split, num_classes)
   process_index, process_count = _process(process_index, process_count)
-  ds = grain.MapDataset.source(train_indices(source, cfg.subset_per_class))[process_index::process_count]
+  ds = grain.MapDataset.source(train_indices(source, cfg.subset_per_class))
   ds = ds.shuffle(seed=seed).repeat(num_epochs)
   ds = ds.random_map(TrainExample(source, cfg, task, error_dir), seed=seed)
+  if process_count > 1:
+    ds = ProcessShare(ds, batch_size, process_index, process_count)
   ds = ds.batch(batch_size, drop_remainder=True).map(_flatten_samples)
   if task != 'pretrain' and (cfg.mixup > 0 or cfg.cutmix > 0):
     if not num_classes:

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vmae_jax import sharding
 from vmae_jax.models.config import ModelConfig, grid_for
 
 Array = jax.Array
@@ -46,7 +47,12 @@ def compute_dtype(config: ModelConfig):
 
 
 def gather_tokens(x: Array, idx: Array) -> Array:
-  """x (B, N, D), idx (B, K) int → (B, K, D); order follows idx (host masks give ascending indices)."""
+  """x (B, N, D), idx (B, K) int → (B, K, D); order follows idx (host masks give ascending indices).
+  Per shard under a mesh (sharding.per_example: each device gathers its own examples' tokens)."""
+  return sharding.per_example(_gather_tokens)(x, idx)
+
+
+def _gather_tokens(x: Array, idx: Array) -> Array:
   return jnp.take_along_axis(x, idx[:, :, None].astype(jnp.int32), axis=1)
 
 
@@ -132,7 +138,7 @@ class Mlp(nn.Module):
     fc2 = self.param('fc2_kernel', logical(self.kernel_init, ('mlp', 'embed')), (self.hidden_dim, d))
     b2 = self.param('fc2_bias', logical(nn.initializers.zeros, ('embed',)), (d,))
     x = x @ jnp.asarray(fc1, self.dtype) + jnp.asarray(b1, self.dtype)
-    x = nn.with_logical_constraint(x, ('batch', 'tokens', 'mlp'))
+    x = nn.with_logical_constraint(x, ('act_batch', 'act_tokens', 'act_mlp'))
     x = jax.nn.gelu(x, approximate=False)  # the official nn.GELU() is the exact erf form
     x = x @ jnp.asarray(fc2, self.dtype) + jnp.asarray(b2, self.dtype)
     return nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
@@ -169,7 +175,7 @@ class Block(nn.Module):
     y = layer_norm(self.norm_eps, self.dtype, 'norm2')(x)
     y = Mlp(self.mlp_hidden_dim, self.drop_rate, self.dtype, self.kernel_init, name='mlp')(y, deterministic)
     x = x + drop_path(y, drop_path_rate, deterministic)
-    x = nn.with_logical_constraint(x, ('batch', 'tokens', 'embed'))
+    x = nn.with_logical_constraint(x, ('act_batch', 'act_tokens', 'act_embed'))
     return x, None
 
 
@@ -247,7 +253,7 @@ class VideoViT(nn.Module):
     if visible_idx is not None:
       x = gather_tokens(x, visible_idx)
     x = nn.Dropout(c.drop_rate)(x, deterministic=deterministic)
-    x = nn.with_logical_constraint(x, ('batch', 'tokens', 'embed'))
+    x = nn.with_logical_constraint(x, ('act_batch', 'act_tokens', 'act_embed'))
     x = block_stack(c.embed_dim, c.depth, c.num_heads, c.mlp_hidden_dim, c, dtype, self.kernel_init)(
         x, deterministic)
     if self.final_norm:

@@ -8,7 +8,7 @@ from typing import Any
 
 import jax
 
-from vmae_jax import models
+from vmae_jax import models, sharding
 from vmae_jax.models.config import ModelConfig
 
 
@@ -35,6 +35,11 @@ class Task(abc.ABC):
   # --- set-up -----------------------------------------------------------------------------------------------
   def init_params(self, rng: jax.Array) -> dict:
     return models.init_params(self.ctx.model_config, rng)
+
+  def init_params_sharded(self, rng: jax.Array, shardings) -> dict:
+    """Initial parameters placed on `shardings`. Fresh initialisation is jitted straight into the shards (no
+    device ever holds the whole model); tasks that read a checkpoint override this."""
+    return sharding.init_sharded(self.init_params, rng, shardings)
 
   def frozen_inputs(self) -> dict:
     """Arrays the step reads but does not train (a teacher's parameters); passed as jit arguments."""

@@ -71,6 +71,11 @@ class Classify(Task):
       return init_from_checkpoint(self.ctx, rng)
     return super().init_params(rng)
 
+  def init_params_sharded(self, rng, shardings):
+    if self.config.init.checkpoint:   # host arrays from the checkpoint, then each device takes its shards
+      return jax.device_put(init_from_checkpoint(self.ctx, rng), shardings)
+    return super().init_params_sharded(rng, shardings)
+
   def logits(self, params, video, rng=None):
     rngs = {'dropout': rng} if rng is not None else {}
     return self.model.apply({'params': params}, video, deterministic=rng is None, rngs=rngs)

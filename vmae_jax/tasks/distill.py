@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vmae_jax import models
+from vmae_jax import models, sharding
 from vmae_jax.models.config import ConfigError
 from vmae_jax.tasks.classify import Classify, classification_loss, restore_any
 
@@ -26,8 +26,9 @@ class Distill(Classify):
                         f'{self.teacher_config.num_classes} classes cannot teach a {ctx.model_config.num_classes}-'
                         'class student')
     self.teacher = models.build(self.teacher_config)
-    self._teacher_params = jax.device_put(teacher_params, jax.sharding.NamedSharding(ctx.mesh,
-                                                                                      jax.sharding.PartitionSpec()))
+    # the teacher (a ViT-g) is sharded by the same rules as the student
+    self._teacher_params = jax.device_put(
+        teacher_params, sharding.tree_shardings(models.abstract_params(self.teacher_config), ctx.mesh))
 
   def frozen_inputs(self):
     return {'teacher': self._teacher_params}

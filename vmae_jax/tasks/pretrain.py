@@ -12,7 +12,7 @@ import os
 import jax
 import numpy as np
 
-from vmae_jax import visualize
+from vmae_jax import sharding, visualize
 from vmae_jax.data import pipeline
 from vmae_jax.target import gather_target, pixel_target, reconstruction_loss
 from vmae_jax.tasks import evaluation
@@ -31,8 +31,11 @@ class Pretrain(Task):
     rngs = {'dropout': rng} if rng is not None else {}
     pred = self.model.apply({'params': params}, video, batch['visible_idx'], batch['pred_idx'],
                             deterministic=rng is None, rngs=rngs)
-    target = pixel_target(video, c.tubelet_size, c.patch_size, normalize=self.config.pretrain.norm_target)
-    labels = gather_target(target, batch['pred_idx'])
+    norm = self.config.pretrain.norm_target
+
+    def per_example_target(video, pred_idx):   # patchify, per-patch normalise, keep the predicted tokens
+      return gather_target(pixel_target(video, c.tubelet_size, c.patch_size, normalize=norm), pred_idx)
+    labels = sharding.per_example(per_example_target)(video, batch['pred_idx'])
     # loss_weight is all ones without a decoder mask (V1), so one weighted mean serves V1 and V2
     loss = reconstruction_loss(pred, labels, batch['loss_weight'])
     return loss, pred
