@@ -242,6 +242,7 @@ def test_cli_and_errors(tmp_path):
   assert bad.returncode == 2 and 'is a file' in bad.stderr
   with pytest.raises(export.ExportError, match="unknown export format 'onnx'"):
     export.export(src, str(tmp_path / 'x'), 'onnx')
+  with pytest.raises(export.ExportError, match='carries its own config'):
+    convert.convert(src, str(tmp_path / 'z'), to='hf', num_heads=2)
   with pytest.raises(export.ExportError, match='3 class names for a head of 7'):
     export.export(src, str(tmp_path / 'y'), 'hf', class_names=['a', 'b', 'c'])
-  assert layout.official_layout(c)[0].key == 'patch_embed.proj.weight'

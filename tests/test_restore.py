@@ -49,6 +49,12 @@ WORKER = textwrap.dedent('''
   bf16 = vmae_jax.load(workdir, dtype='bfloat16', mesh=mesh)
   dtypes = {str(x.dtype) for x in jax.tree_util.tree_leaves(bf16.variables)}
   np.save(os.path.join(out, f'logits_bf16_{n}.npy'), np.asarray(bf16.classify(video), np.float32))
+  if n == 4:  # 64-wide parameters cannot be split 3 ways: refused with the parameter named
+    try:
+      vmae_jax.load(workdir, mesh=sharding.make_mesh((1, 3, 1), jax.devices()[:3]))
+      raise AssertionError('an uneven split was accepted')
+    except ValueError as e:
+      assert "['encoder']" in str(e) and 'cannot be split 3 ways' in str(e), e
   with open(os.path.join(out, f'info_{n}.json'), 'w') as f:
     json.dump({'bf16_param_dtypes': sorted(dtypes)}, f)
 ''')

@@ -107,12 +107,27 @@ class LoadedModel:
     return {'pred': pred, 'loss': reconstruction_loss(pred, labels, weight)}
 
 
-def _target_shardings(config: ModelConfig, mesh, device):
+def _check_divisible(shapes, shardings, mesh) -> None:
+  """Sharded dimensions must divide evenly (jax refuses uneven shards); name the first parameter that does not."""
+  def check(path, x, s):
+    for dim, axes in zip(x.shape, s.spec):
+      names = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+      ways = int(np.prod([mesh.shape[a] for a in names]))
+      if dim % ways:
+        raise ValueError(f'parameter {jax.tree_util.keystr(path)} of shape {x.shape} cannot be split {ways} ways '
+                         f'over mesh axes {names} (mesh {dict(mesh.shape)}); pick fsdp / tensor sizes that divide '
+                         f'the model widths')
+  jax.tree_util.tree_map_with_path(check, shapes, shardings)
+
+
+def _target_shardings(boxed, shapes, mesh, device):
   """Where each parameter goes: NamedShardings from the logical axes on `mesh`, else one device (replicated)."""
   if mesh is not None:
-    return sharding.tree_shardings(models.abstract_params(config), mesh)
+    shardings = sharding.tree_shardings(boxed, mesh)
+    _check_divisible(shapes, shardings, mesh)
+    return shardings
   one = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
-  return jax.tree_util.tree_map(lambda _: one, nn.unbox(models.abstract_params(config)))
+  return jax.tree_util.tree_map(lambda _: one, shapes)
 
 
 def restore(path, step: int | None = None, device=None, mesh=None, dtype=None) -> tuple[ModelConfig, dict]:
@@ -120,17 +135,20 @@ def restore(path, step: int | None = None, device=None, mesh=None, dtype=None) -
 
   Placement: `mesh` (a `jax.sharding.Mesh` with the axes of `vmae_jax.sharding`) shards every parameter by its
   logical axes, whatever mesh wrote the checkpoint; without it all parameters go to `device` (default: the first).
-  `dtype` casts the floating parameters while they are read (orbax casts per shard, so a bf16 restore never holds
-  the float32 copy). Only the `params` item is read: optimizer state and iterator of a training workdir stay on disk.
+  `dtype` casts the floating parameters as orbax reads them (the restored tree holds only the cast copy). Only the
+  `params` item is read: optimizer state and iterator of a training workdir stay on disk. Sharded dimensions must
+  divide evenly over their mesh axes; the first parameter that does not is named.
   """
   cast = None if dtype is None else jnp.dtype(dtype)
 
   def abstract_for(config: ModelConfig):
-    shapes = nn.unbox(models.abstract_params(config))
+    boxed = models.abstract_params(config)
+    shapes = nn.unbox(boxed)
+
     def leaf(x, s):
       want = cast if cast is not None and jnp.issubdtype(x.dtype, jnp.floating) else x.dtype
       return jax.ShapeDtypeStruct(x.shape, want, sharding=s)
-    return jax.tree_util.tree_map(leaf, shapes, _target_shardings(config, mesh, device))
+    return jax.tree_util.tree_map(leaf, shapes, _target_shardings(boxed, shapes, mesh, device))
   return checkpoint.restore(path, abstract_for, step)
 
 

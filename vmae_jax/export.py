@@ -62,6 +62,9 @@ def read_params(src: str, step: int | None = None, model: str | None = None,
   """(float32 numpy parameter tree, config) of a vmae_jax checkpoint, or of any source `convert` reads."""
   import jax
   if is_checkpoint(src):
+    if model or overrides:
+      raise ExportError(f'{src}: a vmae_jax checkpoint carries its own config; model= and field overrides apply '
+                        f'only to foreign sources (.pth, HF, safetensors), got {dict(overrides, model=model)}')
     from vmae_jax import api
     config, params = api.restore(src, step, device=jax.local_devices(backend='cpu')[0])
     return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params), config
