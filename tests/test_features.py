@@ -78,16 +78,17 @@ def test_cli_sharded_resume_and_broken_videos(setup, tmp_path):
   for name in ('long', 'short'):
     got = np.load(out / f'{name}.npy')
     np.testing.assert_allclose(got, _expected(ckpt, os.path.join(videos, f'{name}.mp4'), 2), atol=1e-5)
-  # Resume: finished videos are skipped (files untouched); a deleted output is made again; broken ones retried.
+  # Resume (in this process, one device): finished videos are skipped (files untouched); a deleted output is made
+  # again; broken ones are retried and listed again.
   stamp = os.stat(out / 'long.npy').st_mtime_ns
   os.remove(out / 'sub' / 'mid.npy')
-  r = _cli(args, devices=1)
-  assert r.returncode == 0, r.stderr[-3000:]
-  assert '1 written, 2 already done, 2 failed' in r.stdout
+  settings = features.Settings(stride=2)
+  result = features.extract(ckpt, features.list_videos(videos), str(out), settings, batch_size=4, progress=False)
+  assert (result['written'], result['skipped'], len(result['failed'])) == (1, 2, 2)
   assert os.stat(out / 'long.npy').st_mtime_ns == stamp and np.load(out / 'sub' / 'mid.npy').shape == (3, 64)
   # Other settings into the same folder are refused, naming the setting.
-  r = _cli(args[:-2] + ['--stride=3'], devices=1)
-  assert r.returncode == 2 and 'stride=2, not 3' in r.stderr
+  with pytest.raises(ValueError, match='stride=2, not 3'):
+    features.extract(ckpt, features.list_videos(videos), str(out), features.Settings(stride=3), progress=False)
 
 
 def test_list_file_pretrain_checkpoint_and_imagenet_normalisation(setup, tmp_path):
