@@ -29,5 +29,6 @@ def test_colab_notebook_executes(tmp_path, monkeypatch):
   assert "'written': 2, 'skipped': 0" in text and 'broken.mp4' in text
   assert 'clip0 (5, 64)' in text                      # 24 frames, windows of 8 every 4: starts 0, 4, .., 16
   assert "again: {'written': 0, 'skipped': 2" in text  # resumed: nothing redone
-  images = [o for cell in nb.cells if cell.cell_type == 'code' for o in cell.outputs if 'image/png' in o.get('data', {})]
+  outputs = [o for cell in nb.cells if cell.cell_type == 'code' for o in cell.outputs]
+  images = [o for o in outputs if 'image/png' in o.get('data', {})]
   assert len(images) == 1 and 'wrote' in text

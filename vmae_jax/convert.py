@@ -395,7 +395,8 @@ def _parse_value(text: str):
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m vmae_jax.convert', description=__doc__.split('\n\n')[0])
   parser.add_argument('--src', required=True, help='official .pth, HF directory or .safetensors file')
-  parser.add_argument('--dst', required=True, help='output orbax checkpoint directory')
+  parser.add_argument('--dst', required=True,
+                      help='output: orbax checkpoint directory, HF directory (--to=hf) or .pth file (--to=official)')
   parser.add_argument('--to', default='orbax', choices=('orbax', 'hf', 'official'),
                       help='orbax: into vmae_jax; hf / official: a vmae_jax checkpoint (or any source) out to an HF '
                            'transformers directory / an official .pth file')

@@ -10,8 +10,6 @@ its kept tokens: encoder-masked tokens it dropped stay grey in the reconstructio
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 import einops
 import numpy as np
