@@ -27,6 +27,17 @@ def test_window_starts():
   np.testing.assert_array_equal(features.window_starts(20, 4, 3, frame_step=2), [0, 3, 6, 9, 12])  # span 7
 
 
+def test_preprocessing_matches_v2_tad_transform():
+  """V2's extract_tad_feature.py: uint8 THWC → float CTHW / 255 → F.interpolate(bilinear, align_corners=False) to
+  the model size (aspect not kept), no mean/std."""
+  import torch
+  frames = np.random.default_rng(0).integers(0, 256, (4, 40, 58, 3), dtype=np.uint8)
+  ours = features._prepare(frames, 32, features.Settings())
+  x = torch.from_numpy(frames).permute(3, 0, 1, 2).float() / 255
+  ref = torch.nn.functional.interpolate(x, size=(32, 32), mode='bilinear', align_corners=False)
+  np.testing.assert_allclose(ours, ref.permute(1, 2, 3, 0).numpy(), atol=1e-6)
+
+
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
   base = tmp_path_factory.mktemp('feat')
