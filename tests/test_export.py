@@ -134,18 +134,23 @@ def test_pretrain_to_hf(tmp_path, shape):
   assert _maxdiff(ours['loss'], float(out.loss)) <= TOL
 
 
-def test_giant_hf_layout_matches_transformers_key_for_key():
-  """Full-size ViT-g pretraining model: every exported key and shape is what transformers builds from the exported
-  config (on the meta device: no memory), so a real ViT-g checkpoint loads strictly."""
-  from transformers import VideoMAEConfig, VideoMAEForPreTraining
-  c = models.get_config('pretrain_videomae_giant_patch14_224')
+@pytest.mark.parametrize('case', ['giant_pretrain', 'first_token_classifier'])
+def test_hf_layout_matches_transformers_key_for_key(case):
+  """Every exported key and shape is what transformers builds from the exported config (on the meta device: no
+  memory), for the full-size ViT-g pretraining model and a classifier without mean pooling (HF's `layernorm`)."""
+  import transformers
+  c = {'giant_pretrain': lambda: models.get_config('pretrain_videomae_giant_patch14_224'),
+       'first_token_classifier': lambda: ModelConfig(**dict(FT, use_mean_pooling=False))}[case]()
   official = {e.key: np.broadcast_to(np.float32(0), e.shape) for e in layout.official_layout(c)}
   weights, _ = export.hf_state_dict(official, c)
-  fields = {k: v for k, v in export.hf_config(c).items() if k not in ('architectures', 'model_type')}
+  fields = export.hf_config(c)
+  model_class = getattr(transformers, fields.pop('architectures')[0])
+  del fields['model_type']
   with torch.device('meta'):
-    hf = VideoMAEForPreTraining(VideoMAEConfig(**fields))
+    hf = model_class(transformers.VideoMAEConfig(**fields))
   assert {k: tuple(v.shape) for k, v in hf.state_dict().items()} == {k: v.shape for k, v in weights.items()}
-  assert fields['intermediate_size'] == 6144 and fields['decoder_intermediate_size'] == 2234
+  if case == 'giant_pretrain':
+    assert fields['intermediate_size'] == 6144 and fields['decoder_intermediate_size'] == 2234
 
 
 def test_headless_classifier_to_hf_model(tmp_path, caplog):
