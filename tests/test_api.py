@@ -49,8 +49,9 @@ def test_other_frame_counts_and_sizes(pretrain_dir):
 def test_bf16_load(pretrain_dir):
   m = vmae_jax.load(pretrain_dir, dtype='bfloat16')
   assert m.config.dtype == 'bfloat16'
-  assert m.variables['params']['mask_token'].dtype == np.float32  # storage stays fp32
+  assert m.variables['params']['mask_token'].dtype == jax.numpy.bfloat16  # cast while reading
   assert str(m.encode(_video()).dtype) == 'bfloat16'
+  assert vmae_jax.load(pretrain_dir).variables['params']['mask_token'].dtype == np.float32  # default: as stored
 
 
 def test_errors_are_clear(pretrain_dir, tmp_path):

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vmae_jax import checkpoint, models
+from vmae_jax import checkpoint, models, sharding
 from vmae_jax.models.config import ModelConfig
 from vmae_jax.target import gather_target, pixel_target, reconstruction_loss
 
@@ -39,6 +39,7 @@ def masks_to_indices(mask: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarra
 class LoadedModel:
   config: ModelConfig
   variables: dict
+  mesh: jax.sharding.Mesh | None = None   # set when the parameters are sharded over a mesh (load(mesh=...))
 
   @functools.cached_property
   def module(self) -> nn.Module:
@@ -49,7 +50,15 @@ class LoadedModel:
     if video.ndim != 5 or video.shape[-1] != self.config.in_chans:
       raise ValueError(f'video must be float32 (B, T, H, W, {self.config.in_chans}); got shape {video.shape}')
     self.config.token_grid(*video.shape[1:4])  # divisibility check with a clear error
-    return video
+    return self._place(video)
+
+  def _place(self, video: jax.Array) -> jax.Array:
+    """On a mesh, split the batch over its batch axes when it divides evenly, else replicate it."""
+    if self.mesh is None:
+      return video
+    ways = int(np.prod([self.mesh.shape[a] for a in sharding.BATCH_AXES]))
+    target = sharding.batch_sharding(self.mesh) if video.shape[0] % ways == 0 else sharding.replicated(self.mesh)
+    return jax.device_put(video, target)
 
   @functools.cached_property
   def _encode(self):
@@ -98,22 +107,59 @@ class LoadedModel:
     return {'pred': pred, 'loss': reconstruction_loss(pred, labels, weight)}
 
 
-def restore(path, step: int | None = None, device=None) -> tuple[ModelConfig, dict]:
-  """(config, params) of the latest (or given) step, restored onto one device (default: the first)."""
-  sharding = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+def _check_divisible(shapes, shardings, mesh) -> None:
+  """Sharded dimensions must divide evenly (jax refuses uneven shards); name the first parameter that does not."""
+  def check(path, x, s):
+    for dim, axes in zip(x.shape, s.spec):
+      names = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+      ways = int(np.prod([mesh.shape[a] for a in names]))
+      if dim % ways:
+        raise ValueError(f'parameter {jax.tree_util.keystr(path)} of shape {x.shape} cannot be split {ways} ways '
+                         f'over mesh axes {names} (mesh {dict(mesh.shape)}); pick fsdp / tensor sizes that divide '
+                         f'the model widths')
+  jax.tree_util.tree_map_with_path(check, shapes, shardings)
+
+
+def _target_shardings(boxed, shapes, mesh, device):
+  """Where each parameter goes: NamedShardings from the logical axes on `mesh`, else one device (replicated)."""
+  if mesh is not None:
+    shardings = sharding.tree_shardings(boxed, mesh)
+    _check_divisible(shapes, shardings, mesh)
+    return shardings
+  one = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+  return jax.tree_util.tree_map(lambda _: one, shapes)
+
+
+def restore(path, step: int | None = None, device=None, mesh=None, dtype=None) -> tuple[ModelConfig, dict]:
+  """(config, params) of the latest (or given) step.
+
+  Placement: `mesh` (a `jax.sharding.Mesh` with the axes of `vmae_jax.sharding`) shards every parameter by its
+  logical axes, whatever mesh wrote the checkpoint; without it all parameters go to `device` (default: the first).
+  `dtype` casts the floating parameters as orbax reads them (the restored tree holds only the cast copy). Only the
+  `params` item is read: optimizer state and iterator of a training workdir stay on disk. Sharded dimensions must
+  divide evenly over their mesh axes; the first parameter that does not is named.
+  """
+  cast = None if dtype is None else jnp.dtype(dtype)
 
   def abstract_for(config: ModelConfig):
-    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                                  nn.unbox(models.abstract_params(config)))
+    boxed = models.abstract_params(config)
+    shapes = nn.unbox(boxed)
+
+    def leaf(x, s):
+      want = cast if cast is not None and jnp.issubdtype(x.dtype, jnp.floating) else x.dtype
+      return jax.ShapeDtypeStruct(x.shape, want, sharding=s)
+    return jax.tree_util.tree_map(leaf, shapes, _target_shardings(boxed, shapes, mesh, device))
   return checkpoint.restore(path, abstract_for, step)
 
 
-def load(path, dtype=None, step: int | None = None) -> LoadedModel:
-  """Restore the latest (or given) step of a checkpoint written by `convert` or by training, on the default device.
+def load(path, dtype=None, mesh=None, step: int | None = None) -> LoadedModel:
+  """Restore the latest (or given) step of a checkpoint written by `convert` or by training, onto whatever devices
+  exist: one device (default) or sharded over `mesh` (e.g. `vmae_jax.sharding.make_mesh((1, 4, 1))`).
 
-  `dtype` ('bfloat16', 'float32', ...) sets the compute dtype; parameters are restored in float32.
+  `dtype` ('bfloat16', 'float32', ...) sets the compute dtype and casts the floating parameters to it on restore
+  (a bf16 ViT-g needs about 2 GB instead of 4 GB). Without it, parameters and compute stay float32.
   """
-  config, params = restore(path, step)
+  config, params = restore(path, step, mesh=mesh, dtype=dtype)
   if dtype is not None:
     config = config.replace(dtype=jnp.dtype(dtype).name)
-  return LoadedModel(config=config, variables={'params': params})
+  return LoadedModel(config=config, variables={'params': params}, mesh=mesh)

@@ -371,8 +371,15 @@ def load_official(src: str, model: str | None = None, **overrides) -> tuple[dict
   return params_from_official(sd, config, source=src), config
 
 
-def convert(src: str, dst: str, model: str | None = None, **overrides) -> ModelConfig:
-  """Convert `src` (official .pth, HF directory or safetensors) to an orbax checkpoint at `dst`; returns its config."""
+def convert(src: str, dst: str, model: str | None = None, to: str = 'orbax', **overrides) -> ModelConfig:
+  """Convert `src` (official .pth, HF directory or safetensors) to an orbax checkpoint at `dst`; returns its config.
+
+  `to='hf'` / `to='official'` go the other way: `src` (a vmae_jax checkpoint or training workdir, or any source
+  above) is written as an HF transformers directory / an official `.pth` (vmae_jax.export).
+  """
+  if to != 'orbax':
+    from vmae_jax import export
+    return export.export(src, dst, to, model=model, **overrides)[0]
   params, config = load_official(src, model, **overrides)
   checkpoint.save(dst, params, config)
   return config
@@ -388,7 +395,11 @@ def _parse_value(text: str):
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog='python -m vmae_jax.convert', description=__doc__.split('\n\n')[0])
   parser.add_argument('--src', required=True, help='official .pth, HF directory or .safetensors file')
-  parser.add_argument('--dst', required=True, help='output orbax checkpoint directory')
+  parser.add_argument('--dst', required=True,
+                      help='output: orbax checkpoint directory, HF directory (--to=hf) or .pth file (--to=official)')
+  parser.add_argument('--to', default='orbax', choices=('orbax', 'hf', 'official'),
+                      help='orbax: into vmae_jax; hf / official: a vmae_jax checkpoint (or any source) out to an HF '
+                           'transformers directory / an official .pth file')
   parser.add_argument('--model', default=None, help=f'registered name, one of {registry.model_names()}')
   parser.add_argument('overrides', nargs='*', metavar='field=value', help='ModelConfig fields, e.g. num_heads=12')
   args = parser.parse_args(argv)
@@ -399,8 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     k, v = item.split('=', 1)
     overrides[k.strip()] = _parse_value(v.strip())
   try:
-    config = convert(args.src, args.dst, args.model, **overrides)
-  except (ConvertError, LayoutError, ConfigError) as e:
+    config = convert(args.src, args.dst, args.model, to=args.to, **overrides)
+  except ValueError as e:  # ConvertError, LayoutError, ConfigError, CheckpointError, ExportError: all name the cause
     print(f'error: {e}', file=sys.stderr)
     return 2
   print(f'wrote {args.dst}: {config.name or config.kind} ({config.kind}, embed_dim={config.embed_dim}, '

@@ -10,8 +10,6 @@ its kept tokens: encoder-masked tokens it dropped stay grey in the reconstructio
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 import einops
 import numpy as np
@@ -82,28 +80,19 @@ def save_gif(rows: tuple[np.ndarray, ...], path: str, fps: int = 4, gap: int = 2
   images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
 
 
-def _norm_target_of(checkpoint: str) -> bool | None:
-  """pretrain.norm_target of a training workdir (its config.json), None for converted checkpoints."""
-  path = os.path.join(checkpoint, 'config.json')
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)['config'].get('pretrain', {}).get('norm_target')
-
-
 def reconstruct_file(checkpoint: str, video_path: str, *, sampling_rate: int = 4, mask_ratio: float = 0.9,
                      decoder_mask: bool = False, norm_target: bool | None = None, seed: int = 0):
   """Decode the centred clip of `video_path`, mask it (tube; optionally V2's running-cell decoder mask), run the
   checkpoint's decoder, and return the three rows (original, masked input, reconstruction)."""
   import vmae_jax
+  from vmae_jax import export
   from vmae_jax.data import augment, decode, masking, sampling
   m = vmae_jax.load(checkpoint)
   c = m.config
   if c.kind != 'pretrain':
     raise ValueError(f'{checkpoint}: a {c.kind} checkpoint has no decoder; reconstruction needs a pretraining one')
   if norm_target is None:
-    norm_target = _norm_target_of(checkpoint)
-  norm_target = True if norm_target is None else norm_target
+    norm_target = export.norm_target_of(checkpoint)
   clip, _ = decode.read_clip({'file': video_path, 'path': video_path},
                              lambda n: sampling.dense_val_indices(n, c.num_frames, sampling_rate))
   clip = augment.center_crop_view(clip, c.img_size, c.img_size)
