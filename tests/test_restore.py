@@ -49,12 +49,9 @@ WORKER = textwrap.dedent('''
   bf16 = vmae_jax.load(workdir, dtype='bfloat16', mesh=mesh)
   dtypes = {str(x.dtype) for x in jax.tree_util.tree_leaves(bf16.variables)}
   np.save(os.path.join(out, f'logits_bf16_{n}.npy'), np.asarray(bf16.classify(video), np.float32))
-  if n == 4:  # 64-wide parameters cannot be split 3 ways: refused with the parameter named
-    try:
-      vmae_jax.load(workdir, mesh=sharding.make_mesh((1, 3, 1), jax.devices()[:3]))
-      raise AssertionError('an uneven split was accepted')
-    except ValueError as e:
-      assert "['encoder']" in str(e) and 'cannot be split 3 ways' in str(e), e
+  if n == 4:  # 64-wide parameters cannot be split 3 ways: those dimensions stay whole, the outputs do not change
+    three = vmae_jax.load(workdir, mesh=sharding.make_mesh((1, 3, 1), jax.devices()[:3]))
+    np.save(os.path.join(out, 'logits_3.npy'), np.asarray(three.classify(video)))
   with open(os.path.join(out, f'info_{n}.json'), 'w') as f:
     json.dump({'bf16_param_dtypes': sorted(dtypes)}, f)
 ''')
@@ -81,6 +78,7 @@ def test_restore_8_to_4_to_1(tmp_path):
       got = np.load(out / f'{name}_{n}.npy')
       print(f'  {name}: 8 -> {n} devices, max-abs diff {np.abs(got - ref).max():.2e}')
       np.testing.assert_allclose(got, ref, atol=1e-6, rtol=0, err_msg=f'{name} {n}')
+  np.testing.assert_allclose(np.load(out / 'logits_3.npy'), np.load(out / 'logits_8.npy'), atol=1e-6, rtol=0)
   for n in (8, 4, 1):
     assert json.loads((out / f'info_{n}.json').read_text())['bf16_param_dtypes'] == ['bfloat16']
     bf16 = np.load(out / f'logits_bf16_{n}.npy')

@@ -107,25 +107,10 @@ class LoadedModel:
     return {'pred': pred, 'loss': reconstruction_loss(pred, labels, weight)}
 
 
-def _check_divisible(shapes, shardings, mesh) -> None:
-  """Sharded dimensions must divide evenly (jax refuses uneven shards); name the first parameter that does not."""
-  def check(path, x, s):
-    for dim, axes in zip(x.shape, s.spec):
-      names = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-      ways = int(np.prod([mesh.shape[a] for a in names]))
-      if dim % ways:
-        raise ValueError(f'parameter {jax.tree_util.keystr(path)} of shape {x.shape} cannot be split {ways} ways '
-                         f'over mesh axes {names} (mesh {dict(mesh.shape)}); pick fsdp / tensor sizes that divide '
-                         f'the model widths')
-  jax.tree_util.tree_map_with_path(check, shapes, shardings)
-
-
 def _target_shardings(boxed, shapes, mesh, device):
   """Where each parameter goes: NamedShardings from the logical axes on `mesh`, else one device (replicated)."""
   if mesh is not None:
-    shardings = sharding.tree_shardings(boxed, mesh)
-    _check_divisible(shapes, shardings, mesh)
-    return shardings
+    return sharding.tree_shardings(boxed, mesh)   # dims the mesh axes do not divide stay whole
   one = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
   return jax.tree_util.tree_map(lambda _: one, shapes)
 
@@ -136,8 +121,8 @@ def restore(path, step: int | None = None, device=None, mesh=None, dtype=None) -
   Placement: `mesh` (a `jax.sharding.Mesh` with the axes of `vmae_jax.sharding`) shards every parameter by its
   logical axes, whatever mesh wrote the checkpoint; without it all parameters go to `device` (default: the first).
   `dtype` casts the floating parameters as orbax reads them (the restored tree holds only the cast copy). Only the
-  `params` item is read: optimizer state and iterator of a training workdir stay on disk. Sharded dimensions must
-  divide evenly over their mesh axes; the first parameter that does not is named.
+  `params` item is read: optimizer state and iterator of a training workdir stay on disk. A dimension its mesh
+  axes do not divide stays whole (`sharding.unsplit_dims` lists them).
   """
   cast = None if dtype is None else jnp.dtype(dtype)
 
