@@ -1,0 +1,211 @@
+"""`python -m vmae_jax.bench step`: time one real training step (forward + loss + backward + AdamW) of a model.
+
+The step is the trainer's: the task's own loss (`tasks/pretrain.py` or `tasks/classify.py`), `optim.adamw`, then
+`optax.apply_updates`, jitted with the parameters and optimizer state donated. Modes:
+
+  v1        tube mask 0.9, the decoder predicts every masked token (loss over all of them);
+  v2        tube mask 0.9 + running-cell decoder mask 0.5: the decoder runs on the visible tokens + its kept half,
+            the loss counts the kept tokens that the encoder did not see;
+  finetune  the classifier of the same size on every token, cross-entropy on label-smoothed targets (0.1; the
+            recipe's Mixup/CutMix mixing happens on the host and is left out).
+
+Masks come from `data.masking.sample_masks` on the host, as in training. Reported: compile time; the median step
+time of N steps after warm-up (each blocked on the new state and the loss); clips/s; model FLOPs per clip
+(vmae_jax/flops.py); achieved TFLOP/s and MFU against (a) a bf16 dense datasheet peak when the device is a known
+GPU and (b) a matmul peak measured here in the step's dtype; peak memory (on GPU the allocator's
+`peak_bytes_in_use`; elsewhere XLA's compile-time estimate of arguments + outputs − aliased + temporaries).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vmae_jax import models, optim, sharding, train_config
+from vmae_jax.data import masking
+from vmae_jax.models import registry
+from vmae_jax.models.config import ConfigError, ModelConfig
+from vmae_jax.target import IMAGENET_MEAN, IMAGENET_STD
+from vmae_jax.tasks.base import Context
+from vmae_jax.tasks.classify import Classify
+from vmae_jax.tasks.pretrain import Pretrain
+
+MODES = ('v1', 'v2', 'finetune')
+# bf16 dense tensor-core peaks from the vendors' datasheets (SXM parts), TFLOP/s; matched on jax's device_kind.
+DATASHEET_BF16_TFLOPS = (('H200', 989.0), ('H100', 989.0), ('A100', 312.0))
+
+
+# --- what is run --------------------------------------------------------------------------------------------------
+def model_config(name: str, mode: str, *, frames: int = 16, img_size: int = 224, dtype: str = 'float32',
+                 attention: str = 'auto', remat: str = 'none', num_classes: int = 400,
+                 overrides: dict | None = None) -> ModelConfig:
+  """The model a mode trains. `finetune` maps a pretraining name to the classifier of the same size; v2 uses the
+  V2 decoder where the size defines one (large/huge differ from V1), else the only decoder it has."""
+  if mode not in MODES:
+    raise ConfigError(f'--mode={mode!r}: choose one of {MODES}')
+  fields = {**dict(num_frames=frames, img_size=img_size, dtype=dtype, attention=attention, remat_policy=remat),
+            **(overrides or {})}
+  if mode == 'finetune':
+    if name in registry.PRETRAIN:
+      size = registry.PRETRAIN[name]
+      name = next(n for n, s in registry.CLASSIFIERS.items() if s == size)
+    if name not in registry.CLASSIFIERS:
+      raise ConfigError(f'--model={name!r}: finetune needs a classifier or pretraining name; '
+                        f'registered: {registry.model_names()}')
+    return registry.get_config(name, **{'num_classes': num_classes, **fields})
+  if name not in registry.PRETRAIN:
+    raise ConfigError(f'--model={name!r}: mode {mode} needs a pretraining model; registered: {list(registry.PRETRAIN)}')
+  try:
+    return registry.get_config(name, version=mode, **fields)
+  except ConfigError:   # e.g. ViT-S has only its V1 decoder, ViT-g only V2's: the masking still follows the mode
+    return registry.get_config(name, **fields)
+
+
+def host_batch(config: ModelConfig, mode: str, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+  """One batch as the pipeline delivers it (uint8 clips for pretraining, normalised float32 for fine-tuning) plus
+  the boolean masks the PyTorch reference takes (`encoder_mask`, `decoder_mask`, True = masked / dropped)."""
+  rng = np.random.default_rng(seed)
+  shape = (batch, config.num_frames, config.img_size, config.img_size, config.in_chans)
+  video = rng.integers(0, 256, shape, dtype=np.uint8)
+  if mode == 'finetune':
+    normed = (video.astype(np.float32) / 255.0 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD,
+                                                                                                      np.float32)
+    return {'video': normed, 'label': rng.integers(0, config.num_classes, batch).astype(np.int32)}
+  decoder = ('run_cell', 0.5) if mode == 'v2' else (None,)
+  masks = [masking.sample_masks(rng, config.token_grid(), 'tube', 0.9, *decoder) for _ in range(batch)]
+  out = {'video': video}
+  for key in ('visible_idx', 'pred_idx', 'loss_weight', 'encoder_mask') + (('decoder_mask',) if mode == 'v2' else ()):
+    out[key] = np.stack([m[key] for m in masks])
+  return out
+
+
+def token_counts(config: ModelConfig, batch: dict) -> tuple[int | None, int]:
+  """(encoder tokens, predicted tokens) per clip, from the batch's index arrays (None, 0 for a classifier)."""
+  if config.kind == 'pretrain':
+    return batch['visible_idx'].shape[1], batch['pred_idx'].shape[1]
+  return None, 0
+
+
+def make_task(config: ModelConfig, mode: str):
+  """The training task whose `loss` the step differentiates (the trainer's own), on a one-device mesh."""
+  task_name = 'pretrain' if mode != 'finetune' else 'finetune'
+  cfg = train_config.defaults(task_name)
+  cfg.data.num_frames, cfg.data.input_size = config.num_frames, config.img_size
+  cfg.data.mixup = cfg.data.cutmix = 0.0        # hard labels + label smoothing: same loss cost, no host mixing
+  if mode == 'v2':
+    cfg.data.decoder_mask_type = 'run_cell'
+  mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
+  ctx = Context(cfg, config, train_config.data_config(cfg, config), workdir='', mesh=mesh)
+  return (Pretrain if task_name == 'pretrain' else Classify)(ctx), cfg
+
+
+def make_step(task, cfg, params) -> tuple[Callable, optax.GradientTransformation]:
+  """The trainer's step (value_and_grad of the task loss, AdamW update), state donated. The schedule is the real
+  warmup-cosine table; its length does not change the work."""
+  o = cfg.optim
+  tx, _ = optim.adamw(params, base_lr=o.base_lr, global_batch=cfg.batch_size, total_steps=1000, warmup_steps=10,
+                      min_lr=o.min_lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
+                      clip_grad=o.clip_grad or None, layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
+                      depth=task.ctx.model_config.depth)
+
+  def step(state, batch):
+    rng = jax.random.fold_in(jax.random.key(cfg.seed), state['step'])
+    (loss, _), grads = jax.value_and_grad(task.loss, has_aux=True)(state['params'], {}, batch, rng)
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    return {'step': state['step'] + 1, 'params': optax.apply_updates(state['params'], updates),
+            'opt_state': opt_state}, loss
+  return jax.jit(step, donate_argnums=(0,)), tx
+
+
+# --- ceilings and memory ------------------------------------------------------------------------------------------
+def datasheet_peak(device) -> tuple[float, str] | None:
+  """(bf16 dense TFLOP/s, label) for a known GPU, else None."""
+  kind = getattr(device, 'device_kind', '')
+  for key, tflops in DATASHEET_BF16_TFLOPS:
+    if key in kind:
+      return tflops, f'{kind} bf16 dense datasheet'
+  return None
+
+
+def measured_matmul_peak(dtype: str, device, size: int | None = None, repeats: int = 5) -> dict[str, Any]:
+  """Best TFLOP/s of a square matmul in `dtype` on `device` (8192 on accelerators, 2048 on CPU), blocked."""
+  size = size or (2048 if device.platform == 'cpu' else 8192)
+  key_a, key_b = jax.random.split(jax.random.key(0))
+  a = jax.device_put(jax.random.normal(key_a, (size, size), jnp.dtype(dtype)), device)
+  b = jax.device_put(jax.random.normal(key_b, (size, size), jnp.dtype(dtype)), device)
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, b).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return {'tflops': 2 * size ** 3 / best / 1e12, 'size': size, 'dtype': dtype}
+
+
+def memory_figure(compiled, device) -> dict[str, Any]:
+  stats = device.memory_stats() if device.platform != 'cpu' else None
+  if stats and 'peak_bytes_in_use' in stats:
+    return {'bytes': int(stats['peak_bytes_in_use']), 'source': 'device peak_bytes_in_use'}
+  m = compiled.memory_analysis()
+  total = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+  return {'bytes': int(total), 'source': 'XLA compile-time estimate (arguments + outputs - aliased + temporaries)'}
+
+
+# --- the run ------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class JaxStep:
+  """A compiled step with its live state; `run()` does one step and blocks on the new state and the loss."""
+  compiled: Any
+  state: dict
+  batch: dict
+  compile_s: float
+  optim: Any                      # the recipe's optimizer settings (the PyTorch reference copies them)
+  losses: list = dataclasses.field(default_factory=list)
+
+  def run(self) -> float:
+    t0 = time.perf_counter()
+    self.state, loss = self.compiled(self.state, self.batch)
+    jax.block_until_ready((self.state, loss))
+    elapsed = time.perf_counter() - t0
+    self.losses.append(float(loss))
+    return elapsed
+
+
+def build_jax_step(config: ModelConfig, mode: str, batch_np: dict, seed: int = 0) -> JaxStep:
+  task, cfg = make_task(config, mode)
+  device = jax.devices()[0]
+  params = jax.device_put(models.init_params(config, jax.random.key(seed)), device)
+  step, tx = make_step(task, cfg, params)
+  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': jax.jit(tx.init)(params)}
+  batch = jax.device_put({k: batch_np[k] for k in task.batch_keys}, device)
+  t0 = time.perf_counter()
+  with sharding.activate(task.ctx.mesh):   # traced as the trainer traces it: mesh and logical rules in context
+    compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  return JaxStep(compiled, state, batch, compile_s, cfg.optim)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+  """`field=value` ModelConfig overrides (value read as a Python literal, else a string)."""
+  out = {}
+  for item in items:
+    if '=' not in item:
+      raise ConfigError(f'override {item!r} is not field=value')
+    key, value = item.split('=', 1)
+    try:
+      out[key.strip()] = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+      out[key.strip()] = value.strip()
+  return out
+
+
+def median(times: list[float]) -> float:
+  return statistics.median(times) if times else float('nan')
