@@ -45,4 +45,30 @@ def backbone_from_clip(clip_params: dict, clip_config: ModelConfig, config: Mode
   return out
 
 
-__all__ = ['backbone_from_clip', 'ClipInitError']
+
+
+
+def init_adapter(src_params: dict, src_config: ModelConfig, config: ModelConfig, rng: jax.Array,
+                 src_class_names=None, class_names=None, synonyms=None, source: str = 'checkpoint') -> dict:
+  """Parameters of adapter `config` from a CLIP checkpoint (backbone copied, the rest fresh) or from a checkpoint
+  of the same adapter (everything copied; the head kept, remapped by class names, or fresh, as for ViTs)."""
+  from vmae_jax import models, pretrained
+  params = jax.tree_util.tree_map(np.asarray, models.init_params(config, rng))
+  if src_config.kind == 'clip':
+    params['backbone'] = backbone_from_clip(src_params, src_config, config, params['backbone'], source)
+    return params
+  if src_config.kind != config.kind:
+    raise ClipInitError(f'{source}: a {src_config.kind!r} checkpoint cannot initialise a {config.kind!r} model '
+                        '(start from a converted CLIP checkpoint or a checkpoint of the same model)')
+  body = {k: v for k, v in src_params.items() if k not in ('head_kernel', 'head_bias')}
+  pretrained._copy(params, body, ())
+  if config.num_classes and src_config.num_classes:
+    kernel, bias = np.asarray(src_params['head_kernel']), np.asarray(src_params['head_bias'])
+    if src_config.num_classes == config.num_classes and (src_class_names is None or class_names is None
+                                                         or list(src_class_names) == list(class_names)):
+      params['head_kernel'], params['head_bias'] = kernel, bias
+    elif src_class_names is not None and class_names is not None:
+      rows = pretrained.label_index_map(src_class_names, class_names, synonyms)
+      params['head_kernel'], params['head_bias'] = kernel[:, rows], bias[rows]
+  return params
+__all__ = ['backbone_from_clip', 'init_adapter', 'ClipInitError']

@@ -35,13 +35,20 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from vmae_jax import models, optim, sharding, train_config
+from vmae_jax import checkpoint, models, optim, sharding, train_config
 from vmae_jax.data import pipeline
 from vmae_jax.metrics_writer import MetricWriter, Progress
 from vmae_jax.tasks import TASKS, Context
 
 PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG = 'params', 'train_state', 'data_iter', 'model_config', 'config'
+BATCH_STATS = checkpoint.BATCH_STATS   # its own item, so vmae_jax.load reads it without the optimizer state
 RESULTS_FILE = 'results.json'
+
+
+def _eval_params(state):
+  """What evaluations apply: the (EMA) parameters, or {'params', 'batch_stats'} for a model with BatchNorm."""
+  params = state.get('ema', state['params'])
+  return {'params': params, 'batch_stats': state['batch_stats']} if 'batch_stats' in state else params
 
 
 def _with_shardings(abstract, shardings):
@@ -79,15 +86,16 @@ class Trainer:
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=True,
                                            preservation_policy=cm.AnyPreservationPolicy(keep))
     return ocp.CheckpointManager(os.path.join(self.workdir, 'checkpoints'), options=options,
-                                 item_names=(PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG),
+                                 item_names=(PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG, BATCH_STATS),
                                  item_handlers={DATA_ITER: grain.checkpoint.CheckpointHandler()})
 
   def _save(self, mngr, state, data_iter, metrics=None) -> None:
     step = int(state['step'])
     if step in mngr.all_steps():
       return
-    rest = {k: v for k, v in state.items() if k != 'params'}
-    mngr.save(step, args=ocp.args.Composite(**{
+    rest = {k: v for k, v in state.items() if k not in ('params', 'batch_stats')}
+    extra = {BATCH_STATS: ocp.args.StandardSave(state['batch_stats'])} if 'batch_stats' in state else {}
+    mngr.save(step, args=ocp.args.Composite(**extra, **{
         PARAMS: ocp.args.StandardSave({'params': state['params']}),
         TRAIN_STATE: ocp.args.StandardSave(rest),
         DATA_ITER: grain.checkpoint.CheckpointSave(data_iter),
@@ -116,6 +124,9 @@ class Trainer:
     from vmae_jax.tasks.classify import init_from_checkpoint
     params = init_from_checkpoint(task.ctx, jax.random.key(self.config.seed), require_head=True)
     params = jax.device_put(params, sharding.replicated(self.mesh))
+    if models.abstract_batch_stats(self.model_config) is not None:
+      params = {'params': params, 'batch_stats': jax.device_put(task.init_batch_stats(),
+                                                                sharding.replicated(self.mesh))}
     writer = MetricWriter(self.workdir, _is_chief())
     results = task.final(params, writer, 0)
     writer.write(0, results)
@@ -147,7 +158,8 @@ class Trainer:
                             warmup_steps=warmup, min_lr=o.min_lr, b1=o.b1, b2=o.b2, eps=o.eps,
                             weight_decay=o.weight_decay, clip_grad=o.clip_grad or None,
                             layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
-                            depth=mcfg.depth, accumulate_steps=k)
+                            depth=mcfg.depth, accumulate_steps=k, decay_rule=o.decay_rule,
+                            frozen=models.frozen_mask(mcfg, params_abstract))
     init_opt = jax.jit(tx.init)
     rep = sharding.replicated(self.mesh)
     abstract_state = {'step': jax.ShapeDtypeStruct((), jnp.int32, sharding=rep), 'params': params_abstract,
@@ -155,6 +167,10 @@ class Trainer:
                                                    init_opt.lower(params_abstract).compile().output_shardings)}
     if o.ema_decay > 0:
       abstract_state['ema'] = params_abstract
+    stats_abstract = models.abstract_batch_stats(mcfg)   # BatchNorm statistics (UniFormerV2's local blocks)
+    if stats_abstract is not None:
+      abstract_state['batch_stats'] = _with_shardings(stats_abstract, jax.tree_util.tree_map(lambda _: rep,
+                                                                                            stats_abstract))
 
     local_batch = cfg.batch_size // k // jax.process_count()
     dataset = pipeline.train_dataset(self.data_config, task.pipeline_task, local_batch, cfg.seed,
@@ -180,6 +196,8 @@ class Trainer:
                  'opt_state': init_opt(params)}
         if o.ema_decay > 0:
           state['ema'] = jax.tree_util.tree_map(jnp.copy, params)
+        if stats_abstract is not None:
+          state['batch_stats'] = jax.device_put(task.init_batch_stats(), rep)
       start = int(state['step'])
       writer = MetricWriter(self.workdir, _is_chief(), resume_step=start // k)
       if start == 0:
@@ -191,7 +209,7 @@ class Trainer:
         return {}
       self._save(mngr, state, data_iter)
       mngr.wait_until_finished()
-      results = task.final(state.get('ema', state['params']), writer, total)
+      results = task.final(_eval_params(state), writer, total)
       results = {k_: (float(v) if isinstance(v, (np.floating, float)) else v) for k_, v in results.items()}
       writer.write(total, results)
       self._write_results(results)
@@ -203,12 +221,17 @@ class Trainer:
       mngr.close()
 
   def _restore(self, mngr, step, abstract_state, data_iter) -> dict:
-    rest = {k: v for k, v in abstract_state.items() if k != 'params'}
-    restored = mngr.restore(step, args=ocp.args.Composite(**{
+    rest = {k: v for k, v in abstract_state.items() if k not in ('params', 'batch_stats')}
+    extra = ({BATCH_STATS: ocp.args.StandardRestore(abstract_state['batch_stats'])}
+             if 'batch_stats' in abstract_state else {})
+    restored = mngr.restore(step, args=ocp.args.Composite(**extra, **{
         PARAMS: ocp.args.StandardRestore({'params': abstract_state['params']}),
         TRAIN_STATE: ocp.args.StandardRestore(rest),
         DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
-    return {'params': restored[PARAMS]['params'], **restored[TRAIN_STATE]}
+    state = {'params': restored[PARAMS]['params'], **restored[TRAIN_STATE]}
+    if extra:
+      state['batch_stats'] = restored[BATCH_STATS]
+    return state
 
   def _step_fn(self, task, tx, k):
     seed = self.config.seed
@@ -216,10 +239,16 @@ class Trainer:
 
     def step(state, frozen, batch):
       rng = jax.random.fold_in(jax.random.key(seed), state['step'])
+      if 'batch_stats' in state:   # the task reads them from `frozen` and returns the updated ones in aux
+        frozen = {**frozen, 'batch_stats': state['batch_stats']}
       (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(state['params'], frozen, batch, rng)
+      aux = dict(aux)
+      batch_stats = aux.pop('batch_stats', None)
       updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
       params = optax.apply_updates(state['params'], updates)
       new = {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
+      if batch_stats is not None:
+        new['batch_stats'] = batch_stats
       if 'ema' in state:
         updated = (new['step'] % k) == 0
         ema = optim.ema_update(state['ema'], params, ema_decay)
@@ -257,7 +286,7 @@ class Trainer:
         if due_log or due_ckpt:
           jax.block_until_ready(window)
         train_end = time.time()   # clips/s counts training only, not the evaluations below
-        extra = task.periodic(step, state.get('ema', state['params']), writer)
+        extra = task.periodic(step, _eval_params(state), writer)
         if due_log or due_ckpt or extra or self._stop_signal is not None:
           means = {key: float(v) / window_steps for key, v in jax.device_get(window).items()}
           if not (math.isfinite(means['loss']) and math.isfinite(means['grad_norm'])):

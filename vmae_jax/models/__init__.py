@@ -50,6 +50,14 @@ def init_params(config: ModelConfig, rng: jax.Array) -> dict:
   return init_variables(config, rng)['params']
 
 
+def frozen_mask(config: ModelConfig, params) -> dict | None:
+  """With `freeze_backbone`: a tree like `params`, True on the CLIP backbone (the parameters UniFormerV2's frozen
+  option and EVL keep fixed); None otherwise."""
+  if not config.freeze_backbone:
+    return None
+  return {name: jax.tree_util.tree_map(lambda _: name == 'backbone', sub) for name, sub in params.items()}
+
+
 def abstract_batch_stats(config: ModelConfig) -> dict | None:
   """Shapes of the model's BatchNorm statistics (UniFormerV2's local UniBlocks), or None when it has none."""
   if config.kind != 'uniformerv2' or config.no_lmhra:
@@ -73,5 +81,5 @@ def count_params(name_or_config: str | ModelConfig, **overrides) -> int:
   return sum(math.prod(leaf.shape) for leaf in leaves)
 
 
-__all__ = ['init_variables', 'abstract_batch_stats', 'ClipVisionEncoder', 'UniFormerV2', 'EVL', 'build', 'count_params', 'get_config', 'model_names', 'init_params', 'abstract_params', 'example_inputs',
+__all__ = ['frozen_mask', 'init_variables', 'abstract_batch_stats', 'ClipVisionEncoder', 'UniFormerV2', 'EVL', 'build', 'count_params', 'get_config', 'model_names', 'init_params', 'abstract_params', 'example_inputs',
            'ModelConfig', 'ConfigError', 'PretrainVideoMAE', 'VideoClassifier', 'sinusoid_table']

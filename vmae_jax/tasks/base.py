@@ -36,6 +36,10 @@ class Task(abc.ABC):
   def init_params(self, rng: jax.Array) -> dict:
     return models.init_params(self.ctx.model_config, rng)
 
+  def init_batch_stats(self) -> dict:
+    """Starting BatchNorm statistics, for models that keep them (the trainer asks only then)."""
+    raise NotImplementedError(f'{type(self).__name__} does not train models with BatchNorm')
+
   def frozen_inputs(self) -> dict:
     """Arrays the step reads but does not train (a teacher's parameters); passed as jit arguments."""
     return {}
