@@ -1,8 +1,9 @@
 """The loop every task shares: state, optimizer, data, checkpoints, resume, signals, logging.
 
-State: {'step': micro-batches done, 'params', 'opt_state'[, 'ema']}. One data batch = one micro-batch; with
-`optim.accumulate_steps = k`, `optax.MultiSteps` applies an update every k micro-batches, so a checkpoint may fall
-anywhere and still resume exactly.
+State: {'step': micro-batches done, 'params', 'opt_state'[, 'ema'][, 'batch_stats']}; batch_stats are the
+BatchNorm statistics of UniFormerV2's local blocks, updated by the step and saved as their own checkpoint item.
+One data batch = one micro-batch; with `optim.accumulate_steps = k`, `optax.MultiSteps` applies an update every k
+micro-batches, so a checkpoint may fall anywhere and still resume exactly.
 
 Checkpoints (orbax CheckpointManager under WORKDIR/checkpoints, async): items `params` ({'params': ...}, what
 `vmae_jax.load(WORKDIR)` reads), `train_state` (step, optimizer state, EMA), `data_iter` (the Grain iterator),
