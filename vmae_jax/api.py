@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vmae_jax import checkpoint, models, sharding
-from vmae_jax.models.config import ModelConfig
+from vmae_jax.models.config import HEAD_KINDS, ModelConfig
 from vmae_jax.target import gather_target, pixel_target, reconstruction_loss
 
 
@@ -79,7 +79,7 @@ class LoadedModel:
 
   def classify(self, video) -> jax.Array:
     """Logits (B, num_classes)."""
-    if self.config.kind != 'classifier' or self.config.num_classes == 0:
+    if self.config.kind not in HEAD_KINDS or self.config.num_classes == 0:
       raise ValueError(f'classify needs a classifier with a head; this checkpoint is a {self.config.kind} model '
                        f'with num_classes={self.config.num_classes}')
     return self._classify(self.variables, self._check_video(video))
@@ -145,6 +145,16 @@ def load(path, dtype=None, mesh=None, step: int | None = None) -> LoadedModel:
   (a bf16 ViT-g needs about 2 GB instead of 4 GB). Without it, parameters and compute stay float32.
   """
   config, params = restore(path, step, mesh=mesh, dtype=dtype)
+  variables = {'params': params}
+  stats = models.abstract_batch_stats(config)
+  if stats is not None:   # UniFormerV2 with local UniBlocks: the running BatchNorm statistics (small: replicated)
+    where = sharding.replicated(mesh) if mesh is not None else jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    stats = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=where), stats)
+    restored = checkpoint.restore_batch_stats(path, stats, step)
+    if restored is None:
+      raise checkpoint.CheckpointError(f'{path}: a {config.kind} model with BatchNorm, but the checkpoint holds no '
+                                       'batch_stats')
+    variables['batch_stats'] = restored
   if dtype is not None:
     config = config.replace(dtype=jnp.dtype(dtype).name)
-  return LoadedModel(config=config, variables={'params': params}, mesh=mesh)
+  return LoadedModel(config=config, variables=variables, mesh=mesh)

@@ -17,6 +17,7 @@ from vmae_jax.models.config import ModelConfig
 
 PARAMS = 'params'
 MODEL_CONFIG = 'model_config'
+BATCH_STATS = 'batch_stats'   # BatchNorm running statistics, for models that have them (UniFormerV2)
 
 
 class CheckpointError(ValueError):
@@ -32,14 +33,17 @@ def checkpoint_root(path: str | os.PathLike) -> str:
   return nested if os.path.isdir(nested) else path
 
 
-def save(directory: str | os.PathLike, params, config: ModelConfig, step: int = 0) -> str:
-  """Write params + config as step `step`; returns the step directory. Blocks until the write is committed."""
+def save(directory: str | os.PathLike, params, config: ModelConfig, step: int = 0, batch_stats=None) -> str:
+  """Write params + config (+ BatchNorm statistics) as step `step`; returns the step directory. Blocks until the
+  write is committed."""
   directory = os.path.abspath(os.fspath(directory))
   params = jax.tree_util.tree_map(np.asarray, params)
-  with ocp.CheckpointManager(directory, item_names=(PARAMS, MODEL_CONFIG),
+  extra = {} if batch_stats is None else {
+      BATCH_STATS: ocp.args.StandardSave(jax.tree_util.tree_map(np.asarray, batch_stats))}
+  with ocp.CheckpointManager(directory, item_names=(PARAMS, MODEL_CONFIG, BATCH_STATS),
                              options=ocp.CheckpointManagerOptions(create=True,
                                                                   enable_async_checkpointing=False)) as mngr:
-    mngr.save(step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardSave({'params': params}),
+    mngr.save(step, args=ocp.args.Composite(**extra, **{PARAMS: ocp.args.StandardSave({'params': params}),
                                                MODEL_CONFIG: ocp.args.JsonSave(config.to_dict())}), force=True)
     mngr.wait_until_finished()
   return os.path.join(directory, str(step))
@@ -47,7 +51,18 @@ def save(directory: str | os.PathLike, params, config: ModelConfig, step: int = 
 
 def _manager(root: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(root, options=ocp.CheckpointManagerOptions(create=False),
-                               item_names=(PARAMS, MODEL_CONFIG))
+                               item_names=(PARAMS, MODEL_CONFIG, BATCH_STATS))
+
+
+def restore_batch_stats(path, abstract, step: int | None = None):
+  """The BatchNorm statistics saved beside the parameters (latest or given step), or None if none were saved."""
+  root = checkpoint_root(path)
+  with _manager(root) as mngr:
+    step = mngr.latest_step() if step is None else step
+    if step is None or not os.path.isdir(os.path.join(root, str(step), BATCH_STATS)):
+      return None
+    return mngr.restore(step, args=ocp.args.Composite(**{BATCH_STATS: ocp.args.StandardRestore(abstract)}))[
+        BATCH_STATS]
 
 
 def restore(path, abstract_params_for, step: int | None = None):

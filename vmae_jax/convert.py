@@ -12,6 +12,8 @@ Sources read:
     either q/v-bias spelling (`query.bias`/`value.bias` or the legacy `q_bias`/`v_bias`).
   * the encoder-only VideoMAE V2 safetensors OpenGVLab publishes on the HF hub (`model.`-prefixed official keys,
     config.json with a `model_config` block).
+  * CLIP image encoders: OpenAI state dicts (`visual.*`, fused `in_proj_weight`) and HF `CLIPVisionModel` /
+    `CLIPModel` directories or safetensors (convert_clip.py), giving a `clip` checkpoint.
 
 What the shapes tell (widths, depth, patch, tubelet, MLP ratio, q/v biases, decoder, classes, pooling) is
 inferred; what they cannot tell (attention head counts) comes from `model` (a registered name), the HF config, or
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from vmae_jax import checkpoint
+from vmae_jax import checkpoint, convert_clip
 from vmae_jax.layout import LayoutError, params_from_official
 from vmae_jax.models import registry
 from vmae_jax.models.config import ConfigError, ModelConfig
@@ -302,7 +304,7 @@ def _hf_overrides(hf: dict | None, source: str) -> dict[str, Any]:
 
 def _matching_names(shape_cfg: dict) -> list[str]:
   names = []
-  for name in registry.model_names():
+  for name in [*registry.CLASSIFIERS, *registry.PRETRAIN]:
     reg = registry.get_config(name)
     if reg.kind == shape_cfg['kind'] and all(getattr(reg, f) == shape_cfg[f] for f in ('embed_dim', 'depth',
                                                                                      'patch_size')):
@@ -316,8 +318,9 @@ def infer_config(sd: dict, model: str | None = None, overrides: dict | None = No
   version = overrides.pop('version', None)
   shapes = infer_from_shapes(sd, source)
   if model is not None:
-    if model not in registry.model_names():
-      raise ConvertError(f'model {model!r} is not registered; registered: {registry.model_names()}')
+    if model not in registry.CLASSIFIERS and model not in registry.PRETRAIN:
+      raise ConvertError(f'{source}: holds VideoMAE weights; model must be one of '
+                         f'{[*registry.CLASSIFIERS, *registry.PRETRAIN]}, got {model!r}')
     base_kind = 'classifier' if model in registry.CLASSIFIERS else 'pretrain'
     if base_kind != shapes['kind']:
       raise ConvertError(f'{source}: holds a {shapes["kind"]} checkpoint but model {model!r} is a {base_kind} model'
@@ -366,6 +369,8 @@ def infer_config(sd: dict, model: str | None = None, overrides: dict | None = No
 def load_official(src: str, model: str | None = None, **overrides) -> tuple[dict, ModelConfig]:
   """(params, config) from any supported source, without writing anything."""
   raw, hf_config = read_source(src)
+  if convert_clip.is_clip(raw):   # OpenAI / HF CLIP image encoders (convert_clip.py)
+    return convert_clip.load_clip(raw, hf_config, src, model, overrides)
   sd = _drop_fixed_tables(to_official_keys(raw, src), src)
   config = infer_config(sd, model, overrides, hf_config, source=src)
   return params_from_official(sd, config, source=src), config
@@ -411,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides[k.strip()] = _parse_value(v.strip())
   try:
     config = convert(args.src, args.dst, args.model, to=args.to, **overrides)
-  except ValueError as e:  # ConvertError, LayoutError, ConfigError, CheckpointError, ExportError: all name the cause
+  except ValueError as e:  # ConvertError, LayoutError, ConfigError, ClipLayoutError, CheckpointError, ExportError
     print(f'error: {e}', file=sys.stderr)
     return 2
   print(f'wrote {args.dst}: {config.name or config.kind} ({config.kind}, embed_dim={config.embed_dim}, '

@@ -51,9 +51,25 @@ def _name(path) -> str:
   return str(getattr(last, 'key', getattr(last, 'name', last)))
 
 
-def decay_mask(params) -> Any:
-  """True where weight decay applies: kernels (incl. the patch-embedding conv and encoder_to_decoder)."""
-  def decays(path, _):
+DECAY_RULES = ('names', 'ndim', 'all')
+
+
+def decay_mask(params, rule: str = 'names') -> Any:
+  """True where weight decay applies.
+
+  'names' (VideoMAE): kernels (incl. the patch-embedding conv and encoder_to_decoder), not biases, norms, q/v
+  biases, mask/cls tokens. 'ndim' (UniFormerV2's SlowFast rule): every parameter with ≥ 2 dims (so the position
+  table and the [1, 1, C] query token decay; biases, norms, BatchNorm, class_embedding and balance do not).
+  'all' (EVL): every trainable parameter.
+  """
+  if rule not in DECAY_RULES:
+    raise ValueError(f'weight decay rule {rule!r}: must be one of {DECAY_RULES}')
+
+  def decays(path, leaf):
+    if rule == 'all':
+      return True
+    if rule == 'ndim':
+      return len(leaf.shape) >= 2
     name = _name(path)
     return not (name in NO_DECAY_NAMES or name.endswith('_bias'))
   return jax.tree_util.tree_map_with_path(decays, params)
@@ -90,22 +106,29 @@ def scale_by_tree(factors) -> optax.GradientTransformation:
 def adamw(params, *, base_lr: float, global_batch: int, total_steps: int, warmup_steps: int, min_lr: float = 1e-6,
           b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.05,
           clip_grad: float | None = None, layer_decay: float | None = None, depth: int | None = None,
-          accumulate_steps: int = 1) -> tuple[optax.GradientTransformation, optax.Schedule]:
+          accumulate_steps: int = 1, decay_rule: str = 'names',
+          frozen=None) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The official optimizer for `params` (an unboxed parameter tree); returns (transformation, lr schedule).
 
   `base_lr` and `min_lr` are scaled by global_batch/256 here. `total_steps`/`warmup_steps` count optimizer
-  updates (after accumulation).
+  updates (after accumulation). `frozen` (a tree of bools like `params`, True = frozen) routes those parameters
+  to a zero update with no optimizer state (`optax.multi_transform`); clipping, the norm it clips and weight decay
+  then see only the trained ones.
   """
   lr = schedule(scaled_lr(base_lr, global_batch), scaled_lr(min_lr, global_batch), total_steps, warmup_steps)
   parts = []
   if clip_grad:
     parts.append(optax.clip_by_global_norm(clip_grad))
-  parts.append(optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=decay_mask(params)))
+  parts.append(optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
+                          mask=lambda p: decay_mask(p, decay_rule)))
   if layer_decay is not None and layer_decay != 1.0:
     if depth is None:
       raise ValueError('layer_decay needs the encoder depth')
     parts.append(scale_by_tree(layer_decay_factors(params, depth, layer_decay)))
   tx = optax.chain(*parts)
+  if frozen is not None:
+    labels = jax.tree_util.tree_map(lambda f: 'frozen' if f else 'trained', frozen)
+    tx = optax.multi_transform({'trained': tx, 'frozen': optax.set_to_zero()}, labels)
   if accumulate_steps > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps)
   return tx, lr

@@ -21,7 +21,7 @@ import numpy as np
 
 from vmae_jax.data import masking
 from vmae_jax.data.pipeline import default_data_config
-from vmae_jax.models.config import ConfigError, ModelConfig
+from vmae_jax.models.config import HEAD_KINDS, ConfigError, ModelConfig
 from vmae_jax.sharding import AXES
 
 SCHEMA_VERSION = 1
@@ -66,6 +66,7 @@ def defaults(task: str = 'pretrain') -> ml_collections.ConfigDict:
       clip_grad=0.0,               # 0 = no clipping
       layer_decay=1.0 if pretrain else 0.75,
       accumulate_steps=1,          # micro-batches per update (official --update_freq)
+      decay_rule='names',          # weight decay on: 'names' (VideoMAE), 'ndim' (≥2-D, UniFormerV2), 'all' (EVL)
       ema_decay=0.0))              # 0 = no EMA
   c.eval = ml_collections.ConfigDict(dict(
       every_steps=0,               # periodic single-view val (fine-tune) / val loss (pretrain); 0 = at the end only
@@ -153,7 +154,7 @@ def model_config(config) -> ModelConfig:
                       f'model.patch_size={cfg.patch_size}')
   cfg = cfg.replace(num_frames=d.num_frames, img_size=d.input_size)
   want = 'pretrain' if config.task == 'pretrain' else 'classifier'
-  if config.task != 'demo' and cfg.kind != want:
+  if config.task != 'demo' and cfg.kind != want and not (want == 'classifier' and cfg.kind in HEAD_KINDS):
     raise ConfigError(f'config field model.name={name!r} is a {cfg.kind} model, but task={config.task!r} needs a '
                       f'{want} model')
   if config.task in CLASSIFIER_TASKS and cfg.num_classes <= 0:
@@ -227,6 +228,9 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> ModelConfig:
   need(o.clip_grad >= 0, 'optim.clip_grad', 'must be ≥ 0 (0 = off)')
   need(0 <= o.ema_decay < 1, 'optim.ema_decay', 'must be in [0, 1)')
   need(o.accumulate_steps >= 1, 'optim.accumulate_steps', 'must be ≥ 1')
+  need(o.decay_rule in optim_rules(), 'optim.decay_rule', f'must be one of {optim_rules()}')
+  need(len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, 'data.std',
+       'data.mean and data.std must hold 3 channels, std > 0')
   need(config.batch_size % o.accumulate_steps == 0, 'batch_size',
        f'must be divisible by optim.accumulate_steps={o.accumulate_steps}')
   if config.task == 'pretrain':
@@ -251,6 +255,11 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> ModelConfig:
     need(bool(config.init.class_names and config.init.target_class_names), 'init.class_names',
          'a head remap needs both init.class_names and init.target_class_names')
   return model
+
+
+def optim_rules() -> tuple[str, ...]:
+  from vmae_jax.optim import DECAY_RULES
+  return DECAY_RULES
 
 
 def schedule_steps(config, train_videos: int) -> tuple[int, int, int]:

@@ -1,8 +1,9 @@
 """The loop every task shares: state, optimizer, data, checkpoints, resume, signals, logging.
 
-State: {'step': micro-batches done, 'params', 'opt_state'[, 'ema']}. One data batch = one micro-batch; with
-`optim.accumulate_steps = k`, `optax.MultiSteps` applies an update every k micro-batches, so a checkpoint may fall
-anywhere and still resume exactly.
+State: {'step': micro-batches done, 'params', 'opt_state'[, 'ema'][, 'batch_stats']}; batch_stats are the
+BatchNorm statistics of UniFormerV2's local blocks, updated by the step and saved as their own checkpoint item.
+One data batch = one micro-batch; with `optim.accumulate_steps = k`, `optax.MultiSteps` applies an update every k
+micro-batches, so a checkpoint may fall anywhere and still resume exactly.
 
 Checkpoints (orbax CheckpointManager under WORKDIR/checkpoints, async): items `params` ({'params': ...}, what
 `vmae_jax.load(WORKDIR)` reads), `train_state` (step, optimizer state, EMA), `data_iter` (the Grain iterator),
@@ -35,14 +36,21 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from vmae_jax import models, optim, sharding, train_config
+from vmae_jax import checkpoint, models, optim, sharding, train_config
 from vmae_jax.data import pipeline
 from vmae_jax.models.config import ConfigError
 from vmae_jax.metrics_writer import MetricWriter, Progress
 from vmae_jax.tasks import TASKS, Context
 
 PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG = 'params', 'train_state', 'data_iter', 'model_config', 'config'
+BATCH_STATS = checkpoint.BATCH_STATS   # its own item, so vmae_jax.load reads it without the optimizer state
 RESULTS_FILE = 'results.json'
+
+
+def _eval_params(state):
+  """What evaluations apply: the (EMA) parameters, or {'params', 'batch_stats'} for a model with BatchNorm."""
+  params = state.get('ema', state['params'])
+  return {'params': params, 'batch_stats': state['batch_stats']} if 'batch_stats' in state else params
 
 
 class TrainingError(RuntimeError):
@@ -81,15 +89,16 @@ class Trainer:
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=True,
                                            preservation_policy=cm.AnyPreservationPolicy(keep))
     return ocp.CheckpointManager(os.path.join(self.workdir, 'checkpoints'), options=options,
-                                 item_names=(PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG),
+                                 item_names=(PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG, BATCH_STATS),
                                  item_handlers={DATA_ITER: grain.checkpoint.CheckpointHandler()})
 
   def _save(self, mngr, state, data_iter, metrics=None) -> None:
     step = int(state['step'])
     if step in mngr.all_steps():
       return
-    rest = {k: v for k, v in state.items() if k != 'params'}
-    mngr.save(step, args=ocp.args.Composite(**{
+    rest = {k: v for k, v in state.items() if k not in ('params', 'batch_stats')}
+    extra = {BATCH_STATS: ocp.args.StandardSave(state['batch_stats'])} if 'batch_stats' in state else {}
+    mngr.save(step, args=ocp.args.Composite(**extra, **{
         PARAMS: ocp.args.StandardSave({'params': state['params']}),
         TRAIN_STATE: ocp.args.StandardSave(rest),
         DATA_ITER: grain.checkpoint.CheckpointSave(data_iter),
@@ -127,6 +136,9 @@ class Trainer:
     from vmae_jax.tasks.classify import init_from_checkpoint
     params = init_from_checkpoint(task.ctx, jax.random.key(self.config.seed), require_head=True)
     params = jax.device_put(params, sharding.tree_shardings(models.abstract_params(self.model_config), self.mesh))
+    if models.abstract_batch_stats(self.model_config) is not None:
+      params = {'params': params, 'batch_stats': jax.device_put(task.init_batch_stats(),
+                                                                sharding.replicated(self.mesh))}
     writer = MetricWriter(self.workdir, _is_chief())
     results = task.final(params, writer, 0)
     writer.write(0, results)
@@ -153,7 +165,8 @@ class Trainer:
                             warmup_steps=warmup, min_lr=o.min_lr, b1=o.b1, b2=o.b2, eps=o.eps,
                             weight_decay=o.weight_decay, clip_grad=o.clip_grad or None,
                             layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
-                            depth=mcfg.depth, accumulate_steps=o.accumulate_steps)
+                            depth=mcfg.depth, accumulate_steps=o.accumulate_steps, decay_rule=o.decay_rule,
+                            frozen=models.frozen_mask(mcfg, params_abstract))
     opt_abstract = jax.eval_shape(tx.init, params_abstract)
     opt_abstract = sharding.with_shardings(opt_abstract,
                                            sharding.mirror_shardings(opt_abstract, params_abstract, self.mesh))
@@ -161,6 +174,10 @@ class Trainer:
                       'params': params_abstract, 'opt_state': opt_abstract}
     if o.ema_decay > 0:
       abstract_state['ema'] = params_abstract
+    stats_abstract = models.abstract_batch_stats(mcfg)   # BatchNorm statistics (UniFormerV2's local blocks): small
+    if stats_abstract is not None:
+      abstract_state['batch_stats'] = sharding.with_shardings(
+          stats_abstract, jax.tree_util.tree_map(lambda _: sharding.replicated(self.mesh), stats_abstract))
     return tx, lr_fn, abstract_state
 
   def initial_state(self, task, tx, abstract_state) -> dict:
@@ -171,6 +188,8 @@ class Trainer:
              'opt_state': jax.jit(tx.init, out_shardings=shardings['opt_state'])(params)}
     if 'ema' in abstract_state:
       state['ema'] = jax.tree_util.tree_map(jnp.copy, params)
+    if 'batch_stats' in abstract_state:
+      state['batch_stats'] = jax.device_put(task.init_batch_stats(), shardings['batch_stats'])
     return state
 
   def lower_step(self, abstract_batch: dict, total_steps: int = 1000):
@@ -232,7 +251,7 @@ class Trainer:
         return {}
       self._save(mngr, state, data_iter)
       mngr.wait_until_finished()
-      results = task.final(state.get('ema', state['params']), writer, total)
+      results = task.final(_eval_params(state), writer, total)
       results = {k_: (float(v) if isinstance(v, (np.floating, float)) else v) for k_, v in results.items()}
       writer.write(total, results)
       self._write_results(results)
@@ -244,12 +263,17 @@ class Trainer:
       mngr.close()
 
   def _restore(self, mngr, step, abstract_state, data_iter) -> dict:
-    rest = {k: v for k, v in abstract_state.items() if k != 'params'}
-    restored = mngr.restore(step, args=ocp.args.Composite(**{
+    rest = {k: v for k, v in abstract_state.items() if k not in ('params', 'batch_stats')}
+    extra = ({BATCH_STATS: ocp.args.StandardRestore(abstract_state['batch_stats'])}
+             if 'batch_stats' in abstract_state else {})
+    restored = mngr.restore(step, args=ocp.args.Composite(**extra, **{
         PARAMS: ocp.args.StandardRestore({'params': abstract_state['params']}),
         TRAIN_STATE: ocp.args.StandardRestore(rest),
         DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
-    return {'params': restored[PARAMS]['params'], **restored[TRAIN_STATE]}
+    state = {'params': restored[PARAMS]['params'], **restored[TRAIN_STATE]}
+    if extra:
+      state['batch_stats'] = restored[BATCH_STATS]
+    return state
 
   def _jitted_step(self, task, tx, k, abstract_state):
     seed = self.config.seed
@@ -257,10 +281,16 @@ class Trainer:
 
     def step(state, frozen, batch):
       rng = jax.random.fold_in(jax.random.key(seed), state['step'])
+      if 'batch_stats' in state:   # the task reads them from `frozen` and returns the updated ones in aux
+        frozen = {**frozen, 'batch_stats': state['batch_stats']}
       (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(state['params'], frozen, batch, rng)
+      aux = dict(aux)
+      batch_stats = aux.pop('batch_stats', None)
       updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
       params = optax.apply_updates(state['params'], updates)
       new = {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
+      if batch_stats is not None:
+        new['batch_stats'] = batch_stats
       if 'ema' in state:
         updated = (new['step'] % k) == 0
         ema = optim.ema_update(state['ema'], params, ema_decay)
@@ -311,7 +341,7 @@ class Trainer:
           jax.block_until_ready(window)
         train_end = time.time()   # clips/s counts training only, not the evaluations below
         stop = self._stop_requested(step)
-        extra = task.periodic(step, state.get('ema', state['params']), writer)
+        extra = task.periodic(step, _eval_params(state), writer)
         if due_log or due_ckpt or extra or stop:
           means = {key: float(v) / window_steps for key, v in jax.device_get(window).items()}
           if not (math.isfinite(means['loss']) and math.isfinite(means['grad_norm'])):

@@ -50,6 +50,9 @@ def default_data_config() -> ml_collections.ConfigDict:
       # fine-tune augmentation
       flip=True, rand_augment=True, erase_prob=0.25,
       crop_scale=(0.08, 1.0),    # random-resized-crop area range (the official timm default)
+      # per-channel normalisation of [0, 1] pixels (fine-tune and eval): ImageNet's for VideoMAE; the adapters'
+      # configs set UniFormerV2's 0.45/0.225 or CLIP's constants
+      mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
       # fine-tune batch mixing (timm Mixup 'batch' mode on each process's batch); mixup=cutmix=0 turns it off
       mixup=0.8, cutmix=1.0, mix_prob=1.0, mix_switch_prob=0.5, label_smoothing=0.1,
       # evaluation views
@@ -151,7 +154,8 @@ class TrainExample:
       return {'video': video, 'visible_idx': m['visible_idx'], 'pred_idx': m['pred_idx'],
               'loss_weight': m['loss_weight']}
     video = augment.finetune_transform(rng, clip, cfg.input_size, flip=cfg.flip, rand_aug=cfg.rand_augment,
-                                       erase_prob=cfg.erase_prob, scale=tuple(cfg.crop_scale))
+                                       erase_prob=cfg.erase_prob, scale=tuple(cfg.crop_scale),
+                                       mean=tuple(cfg.mean), std=tuple(cfg.std))
     return {'video': video.astype(np.float32)}
 
 

@@ -8,6 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from vmae_jax.models.classifier import VideoClassifier
+from vmae_jax.models.clip import ClipVisionEncoder
+from vmae_jax.models.evl import EVL
+from vmae_jax.models.uniformerv2 import UniFormerV2
 from vmae_jax.models.config import ConfigError, ModelConfig
 from vmae_jax.models.mae import PretrainVideoMAE
 from vmae_jax.models.registry import get_config, model_names
@@ -16,7 +19,15 @@ from vmae_jax.models.vit import sinusoid_table
 
 def build(config: ModelConfig) -> nn.Module:
   """The linen module for a config (pure: parameters live outside)."""
-  return PretrainVideoMAE(config) if config.kind == 'pretrain' else VideoClassifier(config)
+  if config.kind == 'pretrain':
+    return PretrainVideoMAE(config)
+  if config.kind == 'clip':
+    return ClipVisionEncoder(config)
+  if config.kind == 'uniformerv2':
+    return UniFormerV2(config)
+  if config.kind == 'evl':
+    return EVL(config)
+  return VideoClassifier(config)
 
 
 def example_inputs(config: ModelConfig, batch: int = 1) -> tuple:
@@ -28,11 +39,31 @@ def example_inputs(config: ModelConfig, batch: int = 1) -> tuple:
   return (video,)
 
 
+def init_variables(config: ModelConfig, rng: jax.Array) -> dict:
+  """Fresh variables ({'params'[, 'batch_stats']}) with the official initialisers, logical-axis boxes removed."""
+  model = build(config)
+  return nn.unbox(dict(model.init({'params': rng}, *example_inputs(config))))
+
+
 def init_params(config: ModelConfig, rng: jax.Array) -> dict:
   """Fresh parameters with the official initialisers, logical-axis boxes removed."""
+  return init_variables(config, rng)['params']
+
+
+def frozen_mask(config: ModelConfig, params) -> dict | None:
+  """With `freeze_backbone`: a tree like `params`, True on the CLIP backbone (the parameters UniFormerV2's frozen
+  option and EVL keep fixed); None otherwise."""
+  if not config.freeze_backbone:
+    return None
+  return {name: jax.tree_util.tree_map(lambda _: name == 'backbone', sub) for name, sub in params.items()}
+
+
+def abstract_batch_stats(config: ModelConfig) -> dict | None:
+  """Shapes of the model's BatchNorm statistics (UniFormerV2's local UniBlocks), or None when it has none."""
+  if config.kind != 'uniformerv2' or config.no_lmhra:
+    return None
   model = build(config)
-  variables = model.init({'params': rng}, *example_inputs(config))
-  return nn.unbox(variables['params'])
+  return jax.eval_shape(lambda: model.init({'params': jax.random.key(0)}, *example_inputs(config)))['batch_stats']
 
 
 def abstract_params(config: ModelConfig) -> dict:
@@ -50,5 +81,5 @@ def count_params(name_or_config: str | ModelConfig, **overrides) -> int:
   return sum(math.prod(leaf.shape) for leaf in leaves)
 
 
-__all__ = ['build', 'count_params', 'get_config', 'model_names', 'init_params', 'abstract_params', 'example_inputs',
+__all__ = ['frozen_mask', 'init_variables', 'abstract_batch_stats', 'ClipVisionEncoder', 'UniFormerV2', 'EVL', 'build', 'count_params', 'get_config', 'model_names', 'init_params', 'abstract_params', 'example_inputs',
            'ModelConfig', 'ConfigError', 'PretrainVideoMAE', 'VideoClassifier', 'sinusoid_table']

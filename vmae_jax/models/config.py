@@ -11,7 +11,11 @@ import dataclasses
 import json
 from typing import Any
 
-KINDS = ('classifier', 'pretrain')
+KINDS = ('classifier', 'pretrain', 'clip', 'uniformerv2', 'evl')
+# Kinds whose backbone is a CLIP image ViT applied per frame (spec/adapters.md); they take no tubelet embedding.
+CLIP_KINDS = ('clip', 'uniformerv2', 'evl')
+# Kinds that end in a classification head (trained by the finetune/postpretrain/eval tasks).
+HEAD_KINDS = ('classifier', 'uniformerv2', 'evl')
 ATTENTION_IMPLS = ('auto', 'einsum', 'xla', 'cudnn')
 REMAT_POLICIES = ('none', 'nothing_saveable', 'dots_saveable', 'dots_with_no_batch_dims_saveable',
                   'everything_saveable')
@@ -53,6 +57,16 @@ class ModelConfig:
   decoder_embed_dim: int = 384
   decoder_depth: int = 4
   decoder_num_heads: int = 6
+  # Temporal adapters on CLIP (kind 'uniformerv2' / 'evl'; spec/adapters.md). The global UniBlocks (UniFormerV2)
+  # or EVL decoder layers are `decoder_depth` layers of width `decoder_embed_dim` with `decoder_num_heads` heads,
+  # fed by the last `decoder_depth` backbone blocks. UniFormerV2's temporal downsampling sets tubelet_size=2.
+  temporal_downsample: bool = False
+  no_lmhra: bool = True               # UniFormerV2: no local UniBlocks (the Kinetics layout)
+  double_lmhra: bool = True           # UniFormerV2: a second local UniBlock between attention and MLP
+  dw_reduction: float = 1.5           # UniFormerV2: local UniBlock width = int(embed_dim // dw_reduction)
+  decoder_drop_rate: float = 0.0      # dropout inside the global-block / EVL-decoder MLP (official mlp_dropout)
+  decoder_drop_path_rate: float = 0.0  # UniFormerV2 global blocks: linspace(0, rate, decoder_depth)
+  freeze_backbone: bool = False       # the CLIP backbone gets no gradient and no optimizer state
   # Compute (not architecture): activation dtype, attention kernel, rematerialisation policy of the block scan.
   dtype: str = 'float32'
   attention: str = 'auto'
@@ -127,13 +141,16 @@ def validate(c: ModelConfig) -> None:
       raise ConfigError(f'model config field {field!r}: {msg} (got {getattr(c, field)!r})')
 
   need(c.kind in KINDS, 'kind', f'must be one of {KINDS}')
+  if c.kind in CLIP_KINDS:
+    _validate_clip_kind(c, need)
   for f in ('img_size', 'patch_size', 'tubelet_size', 'num_frames', 'embed_dim', 'depth', 'num_heads', 'in_chans'):
     need(isinstance(getattr(c, f), int) and getattr(c, f) > 0, f, 'must be a positive int')
   need(c.embed_dim % c.num_heads == 0, 'num_heads', f'must divide embed_dim={c.embed_dim}')
   need(c.mlp_ratio > 0, 'mlp_ratio', 'must be > 0')
   need(c.num_frames % c.tubelet_size == 0, 'num_frames', f'must be divisible by tubelet_size={c.tubelet_size}')
   need(c.img_size % c.patch_size == 0, 'img_size', f'must be divisible by patch_size={c.patch_size}')
-  for f in ('drop_rate', 'attn_drop_rate', 'drop_path_rate', 'head_drop_rate'):
+  for f in ('drop_rate', 'attn_drop_rate', 'drop_path_rate', 'head_drop_rate', 'decoder_drop_rate',
+            'decoder_drop_path_rate'):
     need(0.0 <= getattr(c, f) < 1.0, f, 'must be in [0, 1)')
   need(isinstance(c.num_classes, int) and c.num_classes >= 0, 'num_classes', 'must be an int >= 0')
   need(c.norm_eps > 0, 'norm_eps', 'must be > 0')
@@ -146,3 +163,23 @@ def validate(c: ModelConfig) -> None:
     need(c.decoder_embed_dim % c.decoder_num_heads == 0, 'decoder_num_heads',
          f'must divide decoder_embed_dim={c.decoder_embed_dim}')
     need(c.num_classes == 0, 'num_classes', 'must be 0 for a pretraining model')
+
+
+def _validate_clip_kind(c: ModelConfig, need) -> None:
+  """CLIP-backbone kinds: frames are embedded one by one (tubelet 1), or in pairs with UniFormerV2's temporal
+  downsampling (kernel 3, stride 2: tubelet 2); the adapters read the last `decoder_depth` blocks."""
+  tubelet = 2 if c.temporal_downsample else 1
+  need(c.tubelet_size == tubelet, 'tubelet_size',
+       f'must be {tubelet} for kind {c.kind!r} with temporal_downsample={c.temporal_downsample}')
+  need(c.kind == 'uniformerv2' or not c.temporal_downsample, 'temporal_downsample', 'is a UniFormerV2 option')
+  need(c.kind == 'uniformerv2' or c.no_lmhra, 'no_lmhra', 'local UniBlocks are a UniFormerV2 option')
+  need(c.kind != 'clip' or c.num_classes == 0, 'num_classes', 'must be 0: the CLIP encoder has no head')
+  need(c.dw_reduction > 0 and int(c.embed_dim // c.dw_reduction) > 0, 'dw_reduction', 'must give a width > 0')
+  if c.kind in ('uniformerv2', 'evl'):
+    need(isinstance(c.decoder_depth, int) and 0 < c.decoder_depth <= c.depth, 'decoder_depth',
+         f'must be in [1, depth={c.depth}]')
+    need(c.decoder_embed_dim % c.decoder_num_heads == 0, 'decoder_num_heads',
+         f'must divide decoder_embed_dim={c.decoder_embed_dim}')
+  if c.kind == 'uniformerv2':
+    need(c.decoder_embed_dim == c.embed_dim, 'decoder_embed_dim',
+         f'must equal embed_dim={c.embed_dim}: the global UniBlocks read backbone features unprojected')

@@ -41,6 +41,10 @@ class Task(abc.ABC):
     device ever holds the whole model); tasks that read a checkpoint override this."""
     return sharding.init_sharded(self.init_params, rng, shardings)
 
+  def init_batch_stats(self) -> dict:
+    """Starting BatchNorm statistics, for models that keep them (the trainer asks only then)."""
+    raise NotImplementedError(f'{type(self).__name__} does not train models with BatchNorm')
+
   def frozen_inputs(self) -> dict:
     """Arrays the step reads but does not train (a teacher's parameters); passed as jit arguments."""
     return {}

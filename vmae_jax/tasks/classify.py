@@ -14,10 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vmae_jax import api, pretrained
+from vmae_jax import api, checkpoint, clip_init, models, pretrained
 from vmae_jax.data.sources import read_class_names
 from vmae_jax.tasks import evaluation
 from vmae_jax.tasks.base import Task
+
+
+ADAPTER_KINDS = ('uniformerv2', 'evl')
 
 
 def restore_any(path: str, step: int = -1):
@@ -38,12 +41,35 @@ def init_from_checkpoint(ctx, rng, require_head: bool = False) -> dict:
     with open(init.synonyms) as f:
       synonyms = json.load(f)
   model = ctx.model_config
-  if require_head and (src_config.kind != 'classifier' or (src_config.num_classes != model.num_classes
-                                                          and src_names is None)):
+  if require_head and (src_config.kind != model.kind or (src_config.num_classes != model.num_classes
+                                                        and src_names is None)):
     raise pretrained.InitError(
         f'{init.checkpoint}: a {src_config.kind} with {src_config.num_classes} classes cannot be evaluated as '
         f'{model.num_classes} classes (set init.class_names and init.target_class_names for a remap by name)')
+  if model.kind in ADAPTER_KINDS:
+    return clip_init.init_adapter(src_params, src_config, model, rng, src_names, dst_names, synonyms,
+                                  source=init.checkpoint)
   return pretrained.init_classifier(src_params, src_config, model, rng, src_names, dst_names, synonyms)
+
+
+def init_batch_stats(ctx) -> dict:
+  """BatchNorm statistics to start from: those of `init.checkpoint` when it is the same model and has them, else
+  fresh (mean 0, var 1)."""
+  abstract = models.abstract_batch_stats(ctx.model_config)
+  init = ctx.config.init
+  if init.checkpoint:
+    src_config, _ = api.restore(init.checkpoint, None if init.step < 0 else init.step,
+                                jax.local_devices(backend='cpu')[0])
+    if src_config.kind == ctx.model_config.kind:
+      restored = checkpoint.restore_batch_stats(init.checkpoint, abstract, None if init.step < 0 else init.step)
+      if restored is not None:
+        return jax.tree_util.tree_map(np.asarray, restored)
+  return fresh_batch_stats(abstract)
+
+
+def fresh_batch_stats(abstract) -> dict:
+  return jax.tree_util.tree_map_with_path(
+      lambda path, a: np.full(a.shape, 1.0 if getattr(path[-1], 'key', '') == 'var' else 0.0, np.float32), abstract)
 
 
 def classification_loss(logits, batch, num_classes: int, label_smoothing: float):
@@ -76,11 +102,26 @@ class Classify(Task):
       return jax.device_put(init_from_checkpoint(self.ctx, rng), shardings)
     return super().init_params_sharded(rng, shardings)
 
+  @functools.cached_property
+  def stateful(self) -> bool:
+    """The model keeps BatchNorm statistics: evaluations get {'params', 'batch_stats'} instead of params."""
+    return models.abstract_batch_stats(self.ctx.model_config) is not None
+
+  def init_batch_stats(self):
+    return init_batch_stats(self.ctx)
+
   def logits(self, params, video, rng=None):
     rngs = {'dropout': rng} if rng is not None else {}
-    return self.model.apply({'params': params}, video, deterministic=rng is None, rngs=rngs)
+    variables = params if self.stateful and rng is None else {'params': params}
+    return self.model.apply(variables, video, deterministic=rng is None, rngs=rngs)
 
   def loss(self, params, frozen, batch, rng):
+    if 'batch_stats' in frozen:   # train-mode BatchNorm: batch statistics, running update returned to the loop
+      logits, updated = self.model.apply({'params': params, 'batch_stats': frozen['batch_stats']}, batch['video'],
+                                         deterministic=False, rngs={'dropout': rng}, mutable=['batch_stats'])
+      loss, aux = classification_loss(logits, batch, self.ctx.model_config.num_classes,
+                                      self.ctx.data_config.label_smoothing)
+      return loss, {**aux, 'batch_stats': updated['batch_stats']}
     logits = self.logits(params, batch['video'], rng)
     return classification_loss(logits, batch, self.ctx.model_config.num_classes,
                                self.ctx.data_config.label_smoothing)
@@ -88,7 +129,8 @@ class Classify(Task):
   @functools.cached_property
   def _counts(self):
     """One compiled eval program for every evaluation of the run."""
-    return jax.jit(evaluation.classification_counts(lambda p, v: self.logits(p, v)))
+    d = self.ctx.data_config
+    return jax.jit(evaluation.classification_counts(lambda p, v: self.logits(p, v), tuple(d.mean), tuple(d.std)))
 
   def evaluate(self, params, multi_view: bool, max_videos: int = 0) -> dict:
     cfg = self.config

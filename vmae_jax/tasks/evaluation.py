@@ -65,13 +65,13 @@ def batches(data_cfg, split: str, global_batch_size: int, indices: list[int], *,
     yield _pad(batch, local)
 
 
-def classification_counts(logits_fn):
+def classification_counts(logits_fn, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
   """A jittable (params, batch) → {'top1', 'top5', 'count', 'loss_sum'} summed over valid videos.
-  `logits_fn(params, video)` maps normalised clips (N, T, H, W, 3) to logits (N, C)."""
+  `logits_fn(params, video)` maps clips normalised with `mean`/`std` (N, T, H, W, 3) to logits (N, C)."""
   def counts(params, batch):
     video = batch['video']                                   # (B, V, T, H, W, 3) uint8
     b, v = video.shape[:2]
-    flat = pipeline.normalize_on_device(video.reshape((b * v,) + video.shape[2:]))
+    flat = pipeline.normalize_on_device(video.reshape((b * v,) + video.shape[2:]), mean, std)
     logits = logits_fn(params, flat).astype(jnp.float32)
     probs = jax.nn.softmax(logits, axis=-1).reshape(b, v, -1).mean(axis=1)   # softmax per view, then the mean
     label = batch['label']
