@@ -8,7 +8,6 @@ CONFIG is a configs/*.py name (`:smoke` allowed); MESH a tuple literal such as "
 overrides (dotted paths, Python literals).
 """
 import ast
-import importlib.util
 import json
 import os
 import sys
@@ -17,15 +16,14 @@ import time
 import jax
 import numpy as np
 
+import recipes
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
 
 def load_config(spec: str, mesh: str, overrides=()):
   name, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', name + '.py'))
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  c = module.get_config(arg)
+  c = recipes.load_config(name, arg)
   c.mesh_shape = ast.literal_eval(mesh)
   for item in overrides:
     key, _, value = item.partition('=')

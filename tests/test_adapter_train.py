@@ -2,7 +2,6 @@
 checkpoint (HF layout), checkpoints + `vmae_jax.load`, BatchNorm statistics saved and resumed, the frozen EVL
 backbone (bit-identical, no optimizer state), the head remap by class names, and learning above chance on the
 synthetic motion data."""
-import importlib.util
 import json
 import os
 
@@ -10,6 +9,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from recipes import load_config
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
@@ -24,22 +24,7 @@ LABELS = os.path.join(ROOT, '..', 'shared', 'data', 'kinetics-labels')
 ADAPTER_CONFIGS = ['uniformerv2_b16_k400', 'uniformerv2_b16_ssv2', 'evl_b16_k400']
 
 
-def load_config(name, arg=''):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', name + '.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
-
-
-@pytest.fixture(scope='module', autouse=True)
-def synthetic_cache(tmp_path_factory):
-  old = os.environ.get('VMAE_JAX_CACHE')
-  os.environ['VMAE_JAX_CACHE'] = str(tmp_path_factory.mktemp('cache'))
-  yield
-  if old is None:
-    del os.environ['VMAE_JAX_CACHE']
-  else:
-    os.environ['VMAE_JAX_CACHE'] = old
+pytestmark = pytest.mark.usefixtures('synthetic_cache')
 
 
 @pytest.fixture(scope='module')

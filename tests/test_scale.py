@@ -160,9 +160,6 @@ def test_incomplete_coordinator_env_is_a_config_error(tmp_path):
 def test_url_workdir_is_refused():
   from vmae_jax import trainer
   from vmae_jax.models.config import ConfigError
-  import importlib.util
-  spec = importlib.util.spec_from_file_location('c', os.path.join(ROOT, 'configs', 'vitg_dual.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  from recipes import load_config
   with pytest.raises(ConfigError, match='gs://b/run: a URL is not a workdir'):
-    trainer.Trainer(module.get_config('smoke'), 'gs://b/run')
+    trainer.Trainer(load_config('vitg_dual', 'smoke'), 'gs://b/run')

@@ -1,6 +1,5 @@
 """Training: config checks, every recipe's :smoke run end to end (chained as the real pipeline is: pretrain →
 post-pretrain / finetune → remap / eval / distill), restore of training workdirs, NaN stop, and eval helpers."""
-import importlib.util
 import json
 import os
 
@@ -8,6 +7,7 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
+from recipes import load_config
 
 import vmae_jax
 from vmae_jax import train_config, trainer
@@ -21,22 +21,7 @@ CONFIGS = ['vitg_dual', 'vitb_k400_pretrain', 'vitb_ssv2_pretrain', 'vitb_ucf101
            'distill_g_to_b', 'demo']
 
 
-def load_config(name, arg=''):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', name + '.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
-
-
-@pytest.fixture(scope='module', autouse=True)
-def synthetic_cache(tmp_path_factory):
-  old = os.environ.get('VMAE_JAX_CACHE')
-  os.environ['VMAE_JAX_CACHE'] = str(tmp_path_factory.mktemp('cache'))
-  yield
-  if old is None:
-    del os.environ['VMAE_JAX_CACHE']
-  else:
-    os.environ['VMAE_JAX_CACHE'] = old
+pytestmark = pytest.mark.usefixtures('synthetic_cache')
 
 
 # --- config checks ---------------------------------------------------------------------------------------------

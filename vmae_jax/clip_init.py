@@ -62,13 +62,6 @@ def init_adapter(src_params: dict, src_config: ModelConfig, config: ModelConfig,
                         '(start from a converted CLIP checkpoint or a checkpoint of the same model)')
   body = {k: v for k, v in src_params.items() if k not in ('head_kernel', 'head_bias')}
   pretrained._copy(params, body, ())
-  if config.num_classes and src_config.num_classes:
-    kernel, bias = np.asarray(src_params['head_kernel']), np.asarray(src_params['head_bias'])
-    if src_config.num_classes == config.num_classes and (src_class_names is None or class_names is None
-                                                         or list(src_class_names) == list(class_names)):
-      params['head_kernel'], params['head_bias'] = kernel, bias
-    elif src_class_names is not None and class_names is not None:
-      rows = pretrained.label_index_map(src_class_names, class_names, synonyms)
-      params['head_kernel'], params['head_bias'] = kernel[:, rows], bias[rows]
+  pretrained.copy_head(params, src_params, src_config, config, src_class_names, class_names, synonyms)
   return params
 __all__ = ['backbone_from_clip', 'init_adapter', 'ClipInitError']

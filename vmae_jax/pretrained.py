@@ -79,13 +79,20 @@ def init_classifier(src_params: dict, src_config: ModelConfig, config: ModelConf
     return params  # fresh fc_norm and head, as after pretraining
   if config.use_mean_pooling and 'fc_norm' in src_params:
     _copy(params['fc_norm'], src_params['fc_norm'], ('fc_norm',))
-  if config.num_classes and src_config.num_classes:
-    kernel, bias = np.asarray(src_params['head_kernel']), np.asarray(src_params['head_bias'])
-    if src_config.num_classes == config.num_classes and (src_class_names is None or class_names is None
-                                                         or list(src_class_names) == list(class_names)):
-      params['head_kernel'], params['head_bias'] = kernel, bias
-    elif src_class_names is not None and class_names is not None:
-      rows = label_index_map(src_class_names, class_names, synonyms)
-      params['head_kernel'], params['head_bias'] = kernel[:, rows], bias[rows]
-    # else: a different label space without names: a new head (init_scale), as the official code does.
+  copy_head(params, src_params, src_config, config, src_class_names, class_names, synonyms)
   return params
+
+
+def copy_head(params: dict, src_params: dict, src_config, config, src_class_names=None, class_names=None,
+              synonyms=None) -> None:
+  """Into `params`: the source head when the label spaces agree, its rows remapped by class name when both name
+  lists are given; otherwise the fresh head stays (a different label space without names, as the official code)."""
+  if not (config.num_classes and src_config.num_classes):
+    return
+  kernel, bias = np.asarray(src_params['head_kernel']), np.asarray(src_params['head_bias'])
+  if src_config.num_classes == config.num_classes and (src_class_names is None or class_names is None
+                                                       or list(src_class_names) == list(class_names)):
+    params['head_kernel'], params['head_bias'] = kernel, bias
+  elif src_class_names is not None and class_names is not None:
+    rows = label_index_map(src_class_names, class_names, synonyms)
+    params['head_kernel'], params['head_bias'] = kernel[:, rows], bias[rows]

@@ -1,0 +1,12 @@
+"""The configs/*.py recipes as tests load them (by file, as `--config=configs/NAME.py:ARG` does)."""
+import importlib.util
+import os
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+
+
+def load_config(name: str, arg: str = ''):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'configs', name + '.py'))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
