@@ -22,7 +22,7 @@ Differences from the official recipes, each for this data and budget (BENCHMARKS
 """
 import ml_collections
 
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 SYNTHETIC = dict(num_classes=8, clips_per_class=100, num_frames=18, size=64, val_fraction=0.2, test_fraction=0.0,
                  background_contrast=0.15, radius_range=(0.15, 0.3), travel_range=(0.5, 0.8))
@@ -51,7 +51,7 @@ def get_config(arg: str = ''):
   smoke = arg == 'smoke'
   steps = (lambda full, tiny: tiny if smoke else full)
 
-  pre = train_config.defaults('pretrain')
+  pre = schema.defaults('pretrain')
   pre.model.update(dict(name='pretrain_videomae_small_patch16_224', version='v1', decoder_embed_dim=64 if not smoke
                         else 32, decoder_depth=1, decoder_num_heads=2))
   _common(pre, smoke)
@@ -65,7 +65,7 @@ def get_config(arg: str = ''):
   pre.log_every_steps = steps(100, 1)
   pre.pretrain.update(dict(norm_target=False, val_batches=2, picture_every_steps=steps(400, 2)))
 
-  fine = train_config.defaults('finetune')
+  fine = schema.defaults('finetune')
   fine.model.update(dict(name='vit_small_patch16_224', num_classes=(SMOKE_SYNTHETIC if smoke else
                                                                      SYNTHETIC)['num_classes']))
   _common(fine, smoke)

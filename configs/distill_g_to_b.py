@@ -10,11 +10,11 @@ ViT-B). The loss, temperature and epochs are not in the official repos; here: pu
 temperature 1, KL), and the student's own V2 K710 fine-tune recipe otherwise (16 × 32 = 512 videos, num_sample 2,
 base lr 7e-4 → 1.4e-3, layer decay 0.75, drop path 0.1, 90 epochs with 5 warmup; spec §6.3 "V2 vit_b_k710").
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('distill')
+  c = schema.defaults('distill')
   c.batch_size = 512
   c.num_epochs = 90
   c.warmup_epochs = 5
@@ -26,4 +26,4 @@ def get_config(arg: str = ''):
   c.optim.update(dict(base_lr=7e-4, min_lr=1e-6, b1=0.9, b2=0.999, weight_decay=0.05, layer_decay=0.75))
   c.distill.update(dict(temperature=1.0, alpha=1.0))
   c.eval.max_videos = 2000       # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

@@ -8,14 +8,14 @@ clips): 256 clips per step for 50,000 steps, AdamW lr 4e-4 cosine to 0 with no w
 parameter, no clipping, dense sampling 8 × 16, RandAugment m7-n4, no flip, no mixup / label smoothing, CLIP's
 mean/std. The backbone gets no gradient and no optimizer state (model.freeze_backbone, the EVL default).
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('finetune')
+  c = schema.defaults('finetune')
   c.batch_size = 256
   c.num_train_steps = 50_000
   c.warmup_steps = 0
@@ -28,7 +28,7 @@ def get_config(arg: str = ''):
                       clip_grad=0.0, decay_rule='all'))
   c.eval.max_videos = 2000
   if arg == 'smoke':
-    c = train_config.make_smoke(c)
+    c = schema.make_smoke(c)
     c.model.update(dict(decoder_embed_dim=c.model.embed_dim, decoder_num_heads=2, decoder_depth=2))
     return c
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

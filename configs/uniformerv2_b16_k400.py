@@ -11,13 +11,13 @@ epochs, wd 0.05 on ≥2-D parameters only, global grad-norm clip 20, no mixup / 
 RandAugment m7-n4, sparse (segment) sampling of 8 frames, mean 0.45 / std 0.225 (SlowFast's, not CLIP's),
 test 4 clips × 3 crops. The original warms up from 1e-6, this loop from 0.
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 CLIP_MEAN, CLIP_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)   # UniFormerV2 normalises with SlowFast's
 
 
 def recipe(name='uniformerv2_b16', version='k400', num_classes=400, frames=8):
-  c = train_config.defaults('finetune')
+  c = schema.defaults('finetune')
   c.batch_size = 256
   c.num_epochs = 55
   c.warmup_epochs = 5
@@ -34,11 +34,11 @@ def recipe(name='uniformerv2_b16', version='k400', num_classes=400, frames=8):
 
 def adapter_smoke(c):
   """:smoke dims for a CLIP adapter: the global blocks / decoder as wide as the tiny backbone."""
-  c = train_config.make_smoke(c)
+  c = schema.make_smoke(c)
   c.model.update(dict(decoder_embed_dim=c.model.embed_dim, decoder_num_heads=2, decoder_depth=2))
   return c
 
 
 def get_config(arg: str = ''):
   c = recipe()
-  return adapter_smoke(c) if arg == 'smoke' else train_config.variant(c, arg)
+  return adapter_smoke(c) if arg == 'smoke' else schema.variant(c, arg)

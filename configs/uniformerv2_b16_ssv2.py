@@ -13,7 +13,7 @@ checkpointed with the parameters.
 import importlib.util
 import os
 
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 _spec = importlib.util.spec_from_file_location('uniformerv2_b16_k400',
                                                os.path.join(os.path.dirname(__file__), 'uniformerv2_b16_k400.py'))
@@ -28,4 +28,4 @@ def get_config(arg: str = ''):
   c.data.update(dict(num_sample=2, flip=False, test_num_segment=1, test_num_crop=3))
   c.optim.base_lr = 8e-5
   c.optim.min_lr = 2e-6
-  return k400.adapter_smoke(c) if arg == 'smoke' else train_config.variant(c, arg)
+  return k400.adapter_smoke(c) if arg == 'smoke' else schema.variant(c, arg)

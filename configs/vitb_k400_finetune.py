@@ -8,11 +8,11 @@ num_sample 1, base lr 1e-3 → 2e-3, min lr 1e-6, warmup 5 of 100 epochs, layer 
 β .9/.999, wd 0.05, RandAugment m7-n4, random erasing 0.25, Mixup 0.8 / CutMix 1.0 with label smoothing 0.1, dense
 16×4 sampling; test 5 clips × 3 crops, softmax per view then the mean.
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('finetune')
+  c = schema.defaults('finetune')
   c.batch_size = 512
   c.num_epochs = 100
   c.warmup_epochs = 5
@@ -23,4 +23,4 @@ def get_config(arg: str = ''):
                      test_num_segment=5, test_num_crop=3))
   c.optim.update(dict(base_lr=1e-3, min_lr=1e-6, b1=0.9, b2=0.999, weight_decay=0.05, layer_decay=0.75))
   c.eval.max_videos = 2000       # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

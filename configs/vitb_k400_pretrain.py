@@ -7,11 +7,11 @@ Reproduces (spec/videomae.md §5.1–5.2, "V1 kinetics ViT-B 800"): tube masking
 stride 4, 2048 videos per step (32 × 64 GPUs), base lr 1.5e-4 → 1.2e-3, min lr 1e-5 (scaled), warmup 40 of 801
 epochs, AdamW β .9/.95, wd 0.05, no clipping, multi-scale crop only (no flip).
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('pretrain')
+  c = schema.defaults('pretrain')
   c.batch_size = 2048
   c.num_epochs = 801
   c.warmup_epochs = 40
@@ -24,4 +24,4 @@ def get_config(arg: str = ''):
   c.eval.every_steps = 2000
   c.pretrain.update(dict(picture_every_steps=2000, knn_every_steps=10000, knn_bank_videos=5000))
   c.eval.max_videos = 2000
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

@@ -7,11 +7,11 @@ Reproduces (spec/videomae.md §6.1–6.3, "V1 SSv2 B (800e)", reported 69.6 top-
 base lr 5e-4 → 1e-3, layer decay 0.75, drop path 0.1, 50 epochs with 5 warmup, TSN segment sampling (16 segments),
 **no horizontal flip** (left/right classes), test 2 clips × 3 crops.
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('finetune')
+  c = schema.defaults('finetune')
   c.batch_size = 512
   c.num_epochs = 50
   c.warmup_epochs = 5
@@ -22,4 +22,4 @@ def get_config(arg: str = ''):
                      test_num_segment=2, test_num_crop=3))
   c.optim.update(dict(base_lr=5e-4, min_lr=1e-6, b1=0.9, b2=0.999, weight_decay=0.05, layer_decay=0.75))
   c.eval.max_videos = 2000       # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

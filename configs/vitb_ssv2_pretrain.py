@@ -7,11 +7,11 @@ Reproduces (spec/videomae.md §5.2, "V1 ssv2 ViT-B 800 / 2400"): tube masking 0.
 videos per step (32 × 64), lr 1.5e-4 → 1.2e-3, warmup 40 of 801 epochs (2401 for the long schedule:
 --config.num_epochs=2401), AdamW β .9/.95, wd 0.05.
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('pretrain')
+  c = schema.defaults('pretrain')
   c.batch_size = 2048
   c.num_epochs = 801
   c.warmup_epochs = 40
@@ -24,4 +24,4 @@ def get_config(arg: str = ''):
   c.eval.every_steps = 2000
   c.pretrain.update(dict(picture_every_steps=2000, knn_every_steps=10000, knn_bank_videos=5000))
   c.eval.max_videos = 2000
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

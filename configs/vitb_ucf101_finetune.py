@@ -7,11 +7,11 @@ Reproduces (spec/videomae.md §6.3, "V1 UCF101 B (3200e UCF pt)", reported 91.3 
 (16 × 8) with num_sample 2, base lr 5e-4 → 2.5e-4, min lr 1e-5, layer decay 0.7, drop path 0.2, head dropout 0.5,
 100 epochs with 5 warmup, dense 16×4 sampling, test 5 × 3.
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('finetune')
+  c = schema.defaults('finetune')
   c.batch_size = 128
   c.num_epochs = 100
   c.warmup_epochs = 5
@@ -22,4 +22,4 @@ def get_config(arg: str = ''):
                      test_num_segment=5, test_num_crop=3))
   c.optim.update(dict(base_lr=5e-4, min_lr=1e-5, b1=0.9, b2=0.999, weight_decay=0.05, layer_decay=0.7))
   c.eval.max_videos = 2000       # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

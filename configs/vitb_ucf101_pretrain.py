@@ -6,11 +6,11 @@
 Reproduces (spec/videomae.md §5.2, "V1 ucf101 ViT-B 3200"): tube masking **0.75**, 16 frames at stride 4, 192 videos
 per step (24 × 8 GPUs), base lr **3e-4** → 2.25e-4, warmup 40 of 3201 epochs, AdamW β .9/.95, wd 0.05.
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('pretrain')
+  c = schema.defaults('pretrain')
   c.batch_size = 192
   c.num_epochs = 3201
   c.warmup_epochs = 40
@@ -23,4 +23,4 @@ def get_config(arg: str = ''):
   c.eval.every_steps = 2000
   c.pretrain.update(dict(picture_every_steps=2000, knn_every_steps=10000, knn_bank_videos=5000))
   c.eval.max_videos = 2000
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

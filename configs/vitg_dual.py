@@ -10,11 +10,11 @@ augmented 4 times (num_sample 4, not counted in the lr scaling), AdamW β .9/.95
 2048, min lr 1e-5 → 8e-5, 30 warmup of 300 epochs ("1200e"), gradient clipping 0.02, activation checkpointing on
 every block. 1,026,306,560 parameters.
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('pretrain')
+  c = schema.defaults('pretrain')
   c.batch_size = 2048
   c.num_epochs = 300
   c.warmup_epochs = 30
@@ -31,4 +31,4 @@ def get_config(arg: str = ''):
   c.eval.every_steps = 2000
   c.pretrain.update(dict(picture_every_steps=2000, knn_every_steps=10000, knn_bank_videos=5000))
   c.eval.max_videos = 2000
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

@@ -8,11 +8,11 @@ Reproduces (spec/videomae.md §6.3 "V2 vit_g_k710_it_k400", reported 88.4 / 98.0
 num_sample 2, base lr **1e-5** → 3.75e-6, layer decay 0.9, drop path 0.25, wd 0.1, **3 epochs with 1 warmup**; the
 710-class head becomes a 400-class head by class name (= the official label_710to400.json map, §7).
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('finetune')
+  c = schema.defaults('finetune')
   c.batch_size = 96
   c.num_epochs = 3
   c.warmup_epochs = 1
@@ -23,4 +23,4 @@ def get_config(arg: str = ''):
                      test_num_segment=5, test_num_crop=3))
   c.optim.update(dict(base_lr=1e-5, min_lr=1e-6, b1=0.9, b2=0.999, weight_decay=0.1, layer_decay=0.9))
   c.eval.max_videos = 2000       # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

@@ -8,11 +8,11 @@ videos per step (3 × 32) with num_sample 2, base lr 1e-3 → 3.75e-4, layer dec
 gradient clipping **5.0**, 35 epochs with 5 warmup, 710 classes (K400 ∪ K600 ∪ K700, de-duplicated), dense 16×4,
 test 5 × 3. The official repo runs this with run_class_finetuning.py; here it is the same classification task.
 """
-from vmae_jax import train_config
+from vmae_jax.train import schema
 
 
 def get_config(arg: str = ''):
-  c = train_config.defaults('postpretrain')
+  c = schema.defaults('postpretrain')
   c.batch_size = 96
   c.num_epochs = 35
   c.warmup_epochs = 5
@@ -24,4 +24,4 @@ def get_config(arg: str = ''):
   c.optim.update(dict(base_lr=1e-3, min_lr=1e-6, b1=0.9, b2=0.999, weight_decay=0.1, layer_decay=0.9,
                       clip_grad=5.0))
   c.eval.max_videos = 2000       # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
-  return train_config.variant(c, arg)
+  return schema.variant(c, arg)

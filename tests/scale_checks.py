@@ -15,7 +15,6 @@ import time
 
 import jax
 import numpy as np
-
 import recipes
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
@@ -42,9 +41,9 @@ def train(spec, mesh, workdir, *overrides):
 
 
 def state_bytes(spec, mesh, *overrides):
-  from vmae_jax import sharding
-  from vmae_jax.trainer import Trainer
+  from vmae_jax.parallel import sharding
   from vmae_jax.tasks import TASKS, Context
+  from vmae_jax.train.trainer import Trainer
   t = Trainer(load_config(spec, mesh, overrides), '/tmp/unused')
   task = TASKS[t.config.task](Context(t.config, t.model_config, t.data_config, t.workdir, t.mesh))
   tx, _, abstract = t.layout(100, 10)
@@ -74,7 +73,7 @@ def abstract_batch(config, model_config, clips: int) -> dict:
 
 
 def lower(spec, mesh, videos_per_device, *overrides):
-  from vmae_jax.trainer import Trainer
+  from vmae_jax.train.trainer import Trainer
   c = load_config(spec, mesh, overrides)
   videos_per_device = int(videos_per_device)
   c.batch_size = videos_per_device * jax.device_count()

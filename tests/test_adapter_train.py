@@ -9,15 +9,16 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from recipes import load_config
 import torch
+import torch_refs
+from recipes import load_config
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
-import torch_refs
 import vmae_jax
-from vmae_jax import clip_init, convert, models
+from vmae_jax import convert, models
 from vmae_jax.main import run
-from vmae_jax.tasks.classify import restore_any
+from vmae_jax.weights import initialize
+from vmae_jax.weights.initialize import restore_any
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 LABELS = os.path.join(ROOT, '..', 'shared', 'data', 'kinetics-labels')
@@ -53,10 +54,10 @@ def runs(tmp_path_factory, clip_ckpt):
 
 @pytest.mark.parametrize('name', ADAPTER_CONFIGS)
 def test_recipes_pass_the_checks(name):
-  from vmae_jax import train_config
+  from vmae_jax.train import schema
   for arg in ('', 'smoke'):
     c = load_config(name, arg)
-    model = train_config.check(c, num_devices=8, num_processes=1)
+    model = schema.check(c, num_devices=8, num_processes=1).model
     assert model.kind in ('uniformerv2', 'evl') and model.num_frames == c.data.num_frames
   full = load_config(name)
   clip_mean = (0.48145466, 0.4578275, 0.40821073)
@@ -97,7 +98,7 @@ def test_evl_backbone_frozen_bitwise_and_stateless(runs, clip_ckpt):
   same = jax.tree_util.tree_map(lambda a, b: np.array_equal(a, b), clip, trained['backbone'])
   assert all(jax.tree_util.tree_leaves(same))
   # ... while the decoder moved away from its initial values (the run's init: seed 0, from the same CLIP)
-  start = clip_init.init_adapter(clip, clip_config, config, jax.random.key(0))
+  start = initialize.init_adapter(clip, clip_config, config, jax.random.key(0))
   assert not np.array_equal(start['decoder_layers_0']['q_kernel'], trained['decoder_layers_0']['q_kernel'])
   np.testing.assert_array_equal(start['backbone']['embed']['conv1'], trained['backbone']['embed']['conv1'])
   # the optimizer state of the last checkpoint holds moments for the trained parameters only
@@ -120,12 +121,12 @@ def test_adapter_head_remapped_by_class_names(runs):
   assert len(names) == 400
   target = [names[7], names[3], names[399], names[0]]
   config = src_config.replace(num_classes=4)
-  params = clip_init.init_adapter(src, src_config, config, jax.random.key(0), names, target)
+  params = initialize.init_adapter(src, src_config, config, jax.random.key(0), names, target)
   np.testing.assert_array_equal(params['head_kernel'], np.asarray(src['head_kernel'])[:, [7, 3, 399, 0]])
   np.testing.assert_array_equal(params['head_bias'], np.asarray(src['head_bias'])[[7, 3, 399, 0]])
   np.testing.assert_array_equal(params['cross_attention_1']['w1'], src['cross_attention_1']['w1'])
-  with pytest.raises(clip_init.ClipInitError, match="cannot initialise a 'uniformerv2' model"):
-    clip_init.init_adapter(src, src_config, models.get_config('uniformerv2_b16', **{
+  with pytest.raises(initialize.ClipInitError, match="cannot initialise a 'uniformerv2' model"):
+    initialize.init_adapter(src, src_config, models.get_config('uniformerv2_b16', **{
         f: getattr(src_config, f) for f in ('img_size', 'patch_size', 'embed_dim', 'depth', 'num_heads',
                                             'decoder_embed_dim', 'decoder_num_heads', 'decoder_depth',
                                             'num_frames')}), jax.random.key(0))

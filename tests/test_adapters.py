@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vmae_jax import clip_init, models
+from vmae_jax import models
 from vmae_jax.models.evl import TemporalCrossAttention, offset_bins
+from vmae_jax.weights import initialize
 
 SMALL = dict(img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=4, decoder_embed_dim=64,
              decoder_num_heads=4, decoder_depth=2, num_classes=5)
@@ -35,7 +36,7 @@ def _adapter(name, version=None, seed=0, **overrides):
   c = models.get_config(name, version=version, **{**SMALL, **overrides})
   clip_c, clip_p = _clip(seed)
   variables = models.init_variables(c, jax.random.key(seed + 1))
-  variables['params']['backbone'] = clip_init.backbone_from_clip(clip_p, clip_c, c, variables['params']['backbone'])
+  variables['params']['backbone'] = initialize.backbone_from_clip(clip_p, clip_c, c, variables['params']['backbone'])
   return c, variables, clip_c, clip_p
 
 
@@ -139,8 +140,8 @@ def test_clip_init_refuses_mismatch():
   c = models.get_config('uniformerv2_b16', **{**SMALL, 'img_size': 48})
   clip_c, clip_p = _clip()
   fresh = models.init_variables(c, jax.random.key(0))['params']['backbone']
-  with pytest.raises(clip_init.ClipInitError, match='img_size=32 but the model has img_size=48'):
-    clip_init.backbone_from_clip(clip_p, clip_c, c, fresh)
+  with pytest.raises(initialize.ClipInitError, match='img_size=32 but the model has img_size=48'):
+    initialize.backbone_from_clip(clip_p, clip_c, c, fresh)
 
 
 def _tca_reference(q, k, w1, w2, h, w):

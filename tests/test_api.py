@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 import vmae_jax
-from vmae_jax import checkpoint, models
-from vmae_jax.api import masks_to_indices
+from vmae_jax import models
 from vmae_jax.data import masking
 from vmae_jax.models.config import ModelConfig
+from vmae_jax.weights import checkpoint
+from vmae_jax.weights.loaded import masks_to_indices
 
 PT = ModelConfig(kind='pretrain', img_size=32, patch_size=8, num_frames=4, embed_dim=64, depth=2, num_heads=4,
                  decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
@@ -34,7 +35,7 @@ def test_workdir_layout_and_latest_step(tmp_path):
   checkpoint.save(tmp_path / 'checkpoints', p1, FT, step=20)
   m = vmae_jax.load(str(tmp_path))
   np.testing.assert_array_equal(m.variables['params']['head_kernel'], p1['head_kernel'])
-  from vmae_jax.api import load
+  from vmae_jax.weights.loaded import load
   np.testing.assert_array_equal(load(str(tmp_path), step=10).variables['params']['head_kernel'], p0['head_kernel'])
 
 

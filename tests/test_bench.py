@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from vmae_jax import bench, bench_step, flops, models
+from vmae_jax import bench, models
+from vmae_jax.bench import flops, step
 from vmae_jax.models.config import ConfigError
 
 # a tiny ViT-S-shaped model: 2x2x2 token grid, one block each side, narrow widths (seconds to compile)
@@ -73,10 +74,10 @@ def test_flops_formula_matches_xla_cost_analysis(mode):
   block stack's loop body once, so deeper stacks cannot be checked this way). XLA also counts elementwise work
   (LayerNorm, GELU, softmax, bias and residual adds) the formula leaves out: measured 2.0–2.5 % more at width 384
   on this shape, hence the bound [1, 1.05]."""
-  config = bench_step.model_config('pretrain_videomae_small_patch16_224', mode, frames=4, img_size=32,
+  config = step.model_config('pretrain_videomae_small_patch16_224', mode, frames=4, img_size=32,
                                    overrides=dict(depth=1, decoder_depth=1))
-  batch = bench_step.host_batch(config, mode, 2)
-  n_enc, n_pred = bench_step.token_counts(config, batch)
+  batch = step.host_batch(config, mode, 2)
+  n_enc, n_pred = step.token_counts(config, batch)
   params = models.init_params(config, jax.random.key(0))
   module = models.build(config)
   video = np.zeros(batch['video'].shape, np.float32)
@@ -92,9 +93,9 @@ def test_flops_formula_matches_xla_cost_analysis(mode):
 def test_flops_match_the_spec_table():
   """spec/perf-notes.md: ViT-B/16 V2 ≈ 144 and ViT-g/14 V2 ≈ 1430 train GFLOP/clip (no cube embedding there)."""
   for name, spec in (('pretrain_videomae_base_patch16_224', 144), ('pretrain_videomae_giant_patch14_224', 1430)):
-    config = bench_step.model_config(name, 'v2')
-    batch = bench_step.host_batch(config, 'v2', 1)
-    n_enc, n_pred = bench_step.token_counts(config, batch)
+    config = step.model_config(name, 'v2')
+    batch = step.host_batch(config, 'v2', 1)
+    n_enc, n_pred = step.token_counts(config, batch)
     assert (n_enc, n_pred + n_enc) == ((160, 944) if 'base' in name else (208, 1232))
     assert flops.spec_table_gflops(config, n_enc, n_pred) == pytest.approx(spec, rel=0.005)
     parts = flops.forward_flops(config, n_enc, n_pred)
@@ -107,14 +108,14 @@ def test_flops_match_the_spec_table():
 def test_mode_and_model_checks(capsys):
   assert bench.main(['step', '--model=vit_small_patch16_224', '--mode=v1']) == 2
   assert 'needs a pretraining model' in capsys.readouterr().err
-  ft = bench_step.model_config('pretrain_videomae_base_patch16_224', 'finetune')
+  ft = step.model_config('pretrain_videomae_base_patch16_224', 'finetune')
   assert ft.name == 'vit_base_patch16_224' and ft.num_classes == 400 and ft.kind == 'classifier'
-  assert bench_step.model_config('pretrain_videomae_large_patch16_224', 'v2').decoder_depth == 4
-  assert bench_step.model_config('pretrain_videomae_large_patch16_224', 'v1').decoder_depth == 12
+  assert step.model_config('pretrain_videomae_large_patch16_224', 'v2').decoder_depth == 4
+  assert step.model_config('pretrain_videomae_large_patch16_224', 'v1').decoder_depth == 12
   with pytest.raises(ConfigError, match='vit_base_patch16_224'):
-    bench_step.model_config('vit_base_patch16_224', 'v1')
+    step.model_config('vit_base_patch16_224', 'v1')
   with pytest.raises(ConfigError, match='--mode'):
-    bench_step.model_config('pretrain_videomae_base_patch16_224', 'v3')
+    step.model_config('pretrain_videomae_base_patch16_224', 'v3')
   with pytest.raises(ConfigError, match="'depth2'"):
-    bench_step.parse_overrides(['depth2'])
-  assert bench_step.parse_overrides(['depth=2', 'dtype=bfloat16']) == {'depth': 2, 'dtype': 'bfloat16'}
+    step.parse_overrides(['depth2'])
+  assert step.parse_overrides(['depth=2', 'dtype=bfloat16']) == {'depth': 2, 'dtype': 'bfloat16'}

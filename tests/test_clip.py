@@ -4,11 +4,12 @@ through the converter from the HF layout (directory and bare safetensors, CLIPMo
 import numpy as np
 import pytest
 import torch
+import torch_refs
 from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel
 
-import torch_refs
 import vmae_jax
-from vmae_jax import convert, convert_clip, models
+from vmae_jax import convert, models
+from vmae_jax.weights import clip_import
 
 TOL = 1e-5
 # p=8 with 4 heads of 16, and p=14 with head_dim 64 like the released models (one width OpenAI's width/64 rule fits).
@@ -124,14 +125,14 @@ def test_converter_errors_name_the_key(tmp_path):
   bad = dict(sd)
   del bad['visual.transformer.resblocks.1.mlp.c_fc.bias']
   torch.save(bad, tmp_path / 'missing.pth')
-  with pytest.raises(convert_clip.ClipLayoutError, match=r"missing key 'transformer.resblocks.1.mlp.c_fc.bias'"):
+  with pytest.raises(clip_import.ClipLayoutError, match=r"missing key 'transformer.resblocks.1.mlp.c_fc.bias'"):
     convert.convert(str(tmp_path / 'missing.pth'), str(tmp_path / 'x'), num_heads=4)
   bad = dict(sd, **{'visual.transformer.resblocks.0.attn.extra': torch.zeros(3)})
   torch.save(bad, tmp_path / 'extra.pth')
-  with pytest.raises(convert_clip.ClipLayoutError, match=r"unexpected key 'transformer.resblocks.0.attn.extra'"):
+  with pytest.raises(clip_import.ClipLayoutError, match=r"unexpected key 'transformer.resblocks.0.attn.extra'"):
     convert.convert(str(tmp_path / 'extra.pth'), str(tmp_path / 'x'), num_heads=4)
   torch.save(sd, tmp_path / 'ok.pth')
-  with pytest.raises(convert_clip.ClipLayoutError, match="model must be one of"):
+  with pytest.raises(clip_import.ClipLayoutError, match="model must be one of"):
     convert.convert(str(tmp_path / 'ok.pth'), str(tmp_path / 'x'), model='vit_base_patch16_224')
 
 

@@ -17,9 +17,9 @@ def _load(name):
 
 
 def test_vitg_dual_recipe():
-  from vmae_jax import train_config
+  from vmae_jax.train import schema
   c = _load('vitg_dual')
-  cfg = train_config.model_config(c)
+  cfg = schema.model_config(c)
   assert cfg == models.get_config('pretrain_videomae_giant_patch14_224', version='v2', dtype='bfloat16',
                                   remat_policy='nothing_saveable')
   assert models.count_params(cfg) == 1_026_306_560
@@ -36,8 +36,8 @@ def test_vitg_dual_recipe():
     ('vitg_k400_finetune', 3.75e-6, None), ('distill_g_to_b', 1.4e-3, None)])
 def test_recipe_learning_rates_match_the_spec(name, lr, params):
   """spec/videomae.md §5.2 / §6.3: the effective lr = base × global batch / 256."""
-  from vmae_jax import train_config
+  from vmae_jax.train import schema
   c = _load(name)
   assert c.optim.base_lr * c.batch_size / 256 == pytest.approx(lr)
   if params:
-    assert models.count_params(train_config.model_config(c)) == params
+    assert models.count_params(schema.model_config(c)) == params

@@ -8,14 +8,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch_refs
 from safetensors.numpy import save_file
 
-import torch_refs
 import vmae_jax
-from vmae_jax import convert, layout
-from vmae_jax.layout import LayoutError
+from vmae_jax import convert
 from vmae_jax.models import get_config
 from vmae_jax.models.config import ModelConfig
+from vmae_jax.weights import official_layout, videomae_import
+from vmae_jax.weights.official_layout import LayoutError
 
 TINY_PT = dict(kind='pretrain', img_size=32, patch_size=8, num_frames=4, embed_dim=64, depth=2, num_heads=4,
                decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
@@ -35,7 +36,7 @@ def _video(seed=0):
 
 def _abstract_sd(config: ModelConfig):
   """An official state dict of zero-stride views: real shapes, no memory (for full-size models)."""
-  return {e.key: np.broadcast_to(np.float32(0), e.shape) for e in layout.official_layout(config)}
+  return {e.key: np.broadcast_to(np.float32(0), e.shape) for e in official_layout.official_layout(config)}
 
 
 @pytest.fixture(scope='module')
@@ -114,7 +115,7 @@ def test_hf_directory_and_bare_safetensors(tmp_path, cls, legacy_bias_names):
   bare = tmp_path / 'bare'
   bare.mkdir()
   os.rename(tmp_path / 'hf' / 'model.safetensors', bare / 'weights.safetensors')
-  with pytest.raises(convert.ConvertError, match='num_heads cannot be read'):
+  with pytest.raises(videomae_import.ConvertError, match='num_heads cannot be read'):
     convert.convert(str(bare / 'weights.safetensors'), str(tmp_path / 'out2'))
   extra = dict(decoder_num_heads=2) if kind == 'pretrain' else {}
   convert.convert(str(bare / 'weights.safetensors'), str(tmp_path / 'out2'), num_heads=4, img_size=32, num_frames=4,
@@ -174,7 +175,7 @@ def test_learned_pos_embed_refused_fixed_table_dropped(tmp_path, finetune_ref):
   sd['pos_embed'] = finetune_ref.pos_embed.clone()  # the fixed table saved by some exporters: harmless
   convert.convert(_save(tmp_path, sd), str(tmp_path / 'ok'), **HEADS_FT)
   sd['pos_embed'] = torch.randn(1, 32, 64)
-  with pytest.raises(convert.ConvertError, match="'pos_embed' is a learned position embedding"):
+  with pytest.raises(videomae_import.ConvertError, match="'pos_embed' is a learned position embedding"):
     convert.convert(_save(tmp_path, sd), str(tmp_path / 'out'), **HEADS_FT)
 
 
@@ -193,42 +194,42 @@ class _Custom:
 def test_arbitrary_pickle_is_refused(tmp_path, finetune_ref):
   marker = tmp_path / 'executed'
   torch.save({'model': _sd(finetune_ref), 'extra': _Payload(marker)}, tmp_path / 'evil.pth')
-  with pytest.raises(convert.ConvertError, match='refused to load'):
+  with pytest.raises(videomae_import.ConvertError, match='refused to load'):
     convert.convert(str(tmp_path / 'evil.pth'), str(tmp_path / 'out'), **HEADS_FT)
   assert not marker.exists()
   # Any other pickled class instance is refused too, harmless or not.
   torch.save({'model': _sd(finetune_ref), 'obj': _Custom()}, tmp_path / 'custom.pth')
-  with pytest.raises(convert.ConvertError, match='refused to load'):
+  with pytest.raises(videomae_import.ConvertError, match='refused to load'):
     convert.convert(str(tmp_path / 'custom.pth'), str(tmp_path / 'out'), **HEADS_FT)
 
 
 def test_model_name_supplies_heads_and_checks_shapes(tmp_path):
   sd = _abstract_sd(get_config('pretrain_videomae_huge_patch16_224', version='v2'))
-  c = convert.infer_config(sd, model='pretrain_videomae_huge_patch16_224')
+  c = videomae_import.infer_config(sd, model='pretrain_videomae_huge_patch16_224')
   assert (c.decoder_embed_dim, c.decoder_depth, c.decoder_num_heads, c.num_heads) == (512, 4, 8, 16)  # V2 picked
-  layout.check_state_dict(sd, c, 'huge-v2')
-  c1 = convert.infer_config(_abstract_sd(get_config('pretrain_videomae_huge_patch16_224')),
+  official_layout.check_state_dict(sd, c, 'huge-v2')
+  c1 = videomae_import.infer_config(_abstract_sd(get_config('pretrain_videomae_huge_patch16_224')),
                             model='pretrain_videomae_huge_patch16_224')
   assert (c1.decoder_embed_dim, c1.decoder_depth) == (640, 12)
-  g = convert.infer_config(_abstract_sd(get_config('vit_giant_patch14_224', num_classes=710)),
+  g = videomae_import.infer_config(_abstract_sd(get_config('vit_giant_patch14_224', num_classes=710)),
                            model='vit_giant_patch14_224')
   assert (g.num_classes, g.mlp_hidden_dim, g.num_heads, g.patch_size) == (710, 6144, 16, 14)
-  gp = convert.infer_config(_abstract_sd(get_config('pretrain_videomae_giant_patch14_224')),
+  gp = videomae_import.infer_config(_abstract_sd(get_config('pretrain_videomae_giant_patch14_224')),
                             model='pretrain_videomae_giant_patch14_224')
   assert gp.decoder_mlp_hidden_dim == 2234
-  with pytest.raises(convert.ConvertError, match='embed_dim=1408 but model .vit_base_patch16_224. has embed_dim=768'):
-    convert.infer_config(_abstract_sd(get_config('vit_giant_patch14_224')), model='vit_base_patch16_224')
-  with pytest.raises(convert.ConvertError, match='pretrain checkpoint but model .vit_base'):
-    convert.infer_config(_abstract_sd(get_config('pretrain_videomae_base_patch16_224')), model='vit_base_patch16_224')
-  with pytest.raises(convert.ConvertError, match=r"num_heads cannot be read.*vit_base_patch16_224"):
-    convert.infer_config(_abstract_sd(get_config('vit_base_patch16_224', num_classes=400)))
+  with pytest.raises(videomae_import.ConvertError, match='embed_dim=1408 but model .vit_base_patch16_224. has embed_dim=768'):
+    videomae_import.infer_config(_abstract_sd(get_config('vit_giant_patch14_224')), model='vit_base_patch16_224')
+  with pytest.raises(videomae_import.ConvertError, match='pretrain checkpoint but model .vit_base'):
+    videomae_import.infer_config(_abstract_sd(get_config('pretrain_videomae_base_patch16_224')), model='vit_base_patch16_224')
+  with pytest.raises(videomae_import.ConvertError, match=r"num_heads cannot be read.*vit_base_patch16_224"):
+    videomae_import.infer_config(_abstract_sd(get_config('vit_base_patch16_224', num_classes=400)))
 
 
 def test_layout_round_trip(pretrain_ref):
   c = ModelConfig(**TINY_PT)
   sd = {k: v.numpy() for k, v in pretrain_ref.state_dict().items()}
-  back = layout.official_from_params(layout.params_from_official(sd, c), c)
-  assert list(back) == [e.key for e in layout.official_layout(c)]
+  back = official_layout.official_from_params(official_layout.params_from_official(sd, c), c)
+  assert list(back) == [e.key for e in official_layout.official_layout(c)]
   assert set(back) == set(sd)
   for k in sd:
     np.testing.assert_array_equal(back[k], sd[k])

@@ -12,12 +12,13 @@ import jax
 import numpy as np
 import pytest
 import torch
-
 import torch_refs
+
 import vmae_jax
-from vmae_jax import checkpoint, convert, export, layout, models
+from vmae_jax import convert, models
 from vmae_jax.data import masking
 from vmae_jax.models.config import ModelConfig
+from vmae_jax.weights import checkpoint, export, official_layout
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 TOL = 1e-5
@@ -141,7 +142,7 @@ def test_hf_layout_matches_transformers_key_for_key(case):
   import transformers
   c = {'giant_pretrain': lambda: models.get_config('pretrain_videomae_giant_patch14_224'),
        'first_token_classifier': lambda: ModelConfig(**dict(FT, use_mean_pooling=False))}[case]()
-  official = {e.key: np.broadcast_to(np.float32(0), e.shape) for e in layout.official_layout(c)}
+  official = {e.key: np.broadcast_to(np.float32(0), e.shape) for e in official_layout.official_layout(c)}
   weights, _ = export.hf_state_dict(official, c)
   fields = export.hf_config(c)
   model_class = getattr(transformers, fields.pop('architectures')[0])

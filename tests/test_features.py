@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import vmae_jax
-from vmae_jax import checkpoint, features, models
+from vmae_jax import features, models
 from vmae_jax.data import augment, decode, videogen
 from vmae_jax.models.config import ModelConfig
+from vmae_jax.weights import checkpoint
 
 FT = ModelConfig(kind='classifier', img_size=32, patch_size=8, num_frames=4, embed_dim=64, depth=2, num_heads=4,
                  num_classes=3)

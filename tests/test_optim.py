@@ -8,8 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from vmae_jax import models, optim
+from vmae_jax import models
 from vmae_jax.models.config import ModelConfig
+from vmae_jax.train import optim
 
 
 def test_scaled_lr_rule():

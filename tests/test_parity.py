@@ -7,8 +7,8 @@ Every comparison goes through the converter: the torch model's weights are writt
 import numpy as np
 import pytest
 import torch
-
 import torch_refs
+
 import vmae_jax
 from vmae_jax import convert
 from vmae_jax.data import masking

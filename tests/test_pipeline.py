@@ -1,6 +1,5 @@
 """The Grain graph: example contents, determinism with and without worker processes, exact resume, bad input."""
 import json
-import os
 
 import grain
 import jax
@@ -9,9 +8,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from vmae_jax.data import pipeline
-from vmae_jax.data.sources import make_source
-from vmae_jax.data.sources import ListSource, SourceError
+from vmae_jax.data.sources import ListSource, SourceError, make_source
 from vmae_jax.data.videogen import write_video
+from vmae_jax.parallel import device_batch
+from vmae_jax.train import schema
 
 NUM_GOOD = 10
 
@@ -55,7 +55,7 @@ def corpus(tmp_path_factory):
 
 
 def _cfg(corpus, path_key='lists', **kw):
-  cfg = pipeline.default_data_config()
+  cfg = schema.default_data_config()
   cfg.update(dict(source='list', path=corpus[path_key], root=corpus['root'], num_frames=8, sampling_rate=2,
                   input_size=32, patch_size=8, tubelet_size=2, num_sample=2, decoder_mask_type='run_cell'))
   cfg.update(kw)
@@ -198,10 +198,10 @@ def test_list_source_errors_name_file_and_line(tmp_path):
 def test_global_batch_on_a_mesh(corpus):
   batch = _take(pipeline.train_dataset(_cfg(corpus), 'pretrain', 2, seed=0), 1)[0]
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ('data', 'fsdp', 'tensor'))
-  g = pipeline.global_batch({'video': batch['video'], 'visible_idx': batch['visible_idx']}, mesh)
+  g = device_batch.global_batch({'video': batch['video'], 'visible_idx': batch['visible_idx']}, mesh)
   assert g['video'].shape == batch['video'].shape
   np.testing.assert_array_equal(np.asarray(g['visible_idx']), batch['visible_idx'])
-  video = pipeline.normalize_on_device(g['video'])
+  video = device_batch.normalize_on_device(g['video'])
   np.testing.assert_allclose(np.asarray(video)[0, 0, 0, 0],
                              (batch['video'][0, 0, 0, 0] / 255 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225],
                              rtol=1e-5)
@@ -210,7 +210,7 @@ def test_global_batch_on_a_mesh(corpus):
 def test_synthetic_source_is_the_default_without_a_path(tmp_path):
   """data.source='' and no path: the embedded motion dataset, generated into the configured cache folder and read
   through exactly the same list + decode path."""
-  cfg = pipeline.default_data_config()
+  cfg = schema.default_data_config()
   cfg.update(dict(num_frames=8, sampling_rate=2, input_size=32, patch_size=8, num_sample=1, workers=0))
   cfg.synthetic = dict(cache_dir=str(tmp_path), clips_per_class=4, num_frames=16, size=32, num_workers=1)
   src = make_source(cfg, 'train')

@@ -6,9 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from vmae_jax import models, pretrained
+from vmae_jax import models
 from vmae_jax.data.sources import read_class_names
 from vmae_jax.models.config import ModelConfig
+from vmae_jax.weights import initialize
 
 LABELS = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'kinetics-labels')
 
@@ -23,13 +24,13 @@ def test_710_head_remap_reproduces_the_official_maps(n):
   with open(os.path.join(LABELS, f'label_710to{n}.json')) as f:
     official = json.load(f)
   assert len(k710) == 710 and len(dst) == n
-  assert pretrained.label_index_map(k710, dst) == official
+  assert initialize.label_index_map(k710, dst) == official
 
 
 def test_unknown_classes_are_named():
-  with pytest.raises(pretrained.InitError, match=r"first: \['juggling'\]"):
-    pretrained.label_index_map(['a', 'b'], ['b', 'juggling'])
-  assert pretrained.label_index_map(['a', 'dyeing hair'], ['dying hair'], {'dying hair': 'dyeing hair'}) == [1]
+  with pytest.raises(initialize.InitError, match=r"first: \['juggling'\]"):
+    initialize.label_index_map(['a', 'b'], ['b', 'juggling'])
+  assert initialize.label_index_map(['a', 'dyeing hair'], ['dying hair'], {'dying hair': 'dyeing hair'}) == [1]
 
 
 def _video(frames, size=32, seed=0):
@@ -40,7 +41,7 @@ def test_finetune_from_pretrain_encoder_only_any_frame_count():
   src = jax.tree_util.tree_map(np.asarray, models.init_params(PT, jax.random.key(0)))
   cfg = ModelConfig(kind='classifier', img_size=48, patch_size=8, num_frames=8, embed_dim=64, depth=2, num_heads=4,
                     num_classes=5)
-  params = pretrained.init_classifier(src, PT, cfg, jax.random.key(1))
+  params = initialize.init_classifier(src, PT, cfg, jax.random.key(1))
   np.testing.assert_array_equal(params['encoder']['blocks']['attn']['qkv_kernel'],
                                 src['encoder']['blocks']['attn']['qkv_kernel'])
   assert 'norm' not in params['encoder']  # dropped: mean pooling uses a fresh fc_norm
@@ -50,7 +51,7 @@ def test_finetune_from_pretrain_encoder_only_any_frame_count():
   assert logits.shape == (2, 5)
   # Without mean pooling the final norm is kept: the encoder then equals the pretraining encoder, at 8 frames.
   cfg_cls = cfg.replace(use_mean_pooling=False)
-  p2 = pretrained.init_classifier(src, PT, cfg_cls, jax.random.key(1))
+  p2 = initialize.init_classifier(src, PT, cfg_cls, jax.random.key(1))
   video = _video(8, 48)
   ours = models.build(cfg_cls).apply({'params': p2}, video, method='encode')
   ref = models.build(PT).apply({'params': src}, video, method='encode')
@@ -63,11 +64,11 @@ def test_classifier_to_classifier_head_remap_by_names():
   src = jax.tree_util.tree_map(np.asarray, models.init_params(src_cfg.replace(init_scale=1.0), jax.random.key(2)))
   dst_cfg = src_cfg.replace(num_classes=3)
   names = ['a', 'b', 'c', 'd', 'e']
-  p = pretrained.init_classifier(src, src_cfg, dst_cfg, jax.random.key(3), names, ['d', 'a', 'e'])
+  p = initialize.init_classifier(src, src_cfg, dst_cfg, jax.random.key(3), names, ['d', 'a', 'e'])
   np.testing.assert_array_equal(p['head_kernel'], src['head_kernel'][:, [3, 0, 4]])
   np.testing.assert_array_equal(p['head_bias'], src['head_bias'][[3, 0, 4]])
   np.testing.assert_array_equal(p['fc_norm']['scale'], src['fc_norm']['scale'])
-  fresh = pretrained.init_classifier(src, src_cfg, dst_cfg, jax.random.key(3))  # no names: a new head
+  fresh = initialize.init_classifier(src, src_cfg, dst_cfg, jax.random.key(3))  # no names: a new head
   assert not np.allclose(fresh['head_kernel'], src['head_kernel'][:, :3])
-  with pytest.raises(pretrained.InitError, match='embed_dim=64 but the model has embed_dim=96'):
-    pretrained.init_classifier(src, src_cfg, dst_cfg.replace(embed_dim=96, num_heads=4), jax.random.key(0))
+  with pytest.raises(initialize.InitError, match='embed_dim=64 but the model has embed_dim=96'):
+    initialize.init_classifier(src, src_cfg, dst_cfg.replace(embed_dim=96, num_heads=4), jax.random.key(0))

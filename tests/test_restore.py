@@ -16,7 +16,8 @@ WORKER = textwrap.dedent('''
   import json, os, shutil, sys
   import jax, numpy as np, orbax.checkpoint as ocp
   import vmae_jax
-  from vmae_jax import models, sharding
+  from vmae_jax import models
+  from vmae_jax.parallel import sharding
   from vmae_jax.models.config import ModelConfig
 
   mode, workdir, out = sys.argv[1], sys.argv[2], sys.argv[3]

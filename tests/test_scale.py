@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from vmae_jax import api
+from vmae_jax.weights import loaded
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -45,7 +45,7 @@ def last_json(stdout: str) -> dict:
 
 
 def params_of(workdir):
-  config, params = api.restore(workdir)
+  config, params = loaded.restore(workdir)
   return {'/'.join(str(getattr(k, 'key', k)) for k in path): np.asarray(v)
           for path, v in __import__('jax').tree_util.tree_flatten_with_path(params)[0]}
 
@@ -139,7 +139,7 @@ def test_vitg_dual_step_compiles_full_size(mesh, cache):
 
 
 def test_multiprocess_environment():
-  from vmae_jax import distributed
+  from vmae_jax.parallel import distributed
   assert distributed.multiprocess_requested({}) is None
   assert distributed.multiprocess_requested({'SLURM_NTASKS': '1'}) is None
   assert distributed.multiprocess_requested({'JAX_COORDINATOR_ADDRESS': 'h:1'}) == 'explicit'
@@ -158,8 +158,9 @@ def test_incomplete_coordinator_env_is_a_config_error(tmp_path):
 
 
 def test_url_workdir_is_refused():
-  from vmae_jax import trainer
-  from vmae_jax.models.config import ConfigError
   from recipes import load_config
+
+  from vmae_jax.models.config import ConfigError
+  from vmae_jax.train import trainer
   with pytest.raises(ConfigError, match='gs://b/run: a URL is not a workdir'):
     trainer.Trainer(load_config('vitg_dual', 'smoke'), 'gs://b/run')

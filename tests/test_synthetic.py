@@ -1,6 +1,4 @@
 """The synthetic motion dataset: determinism, real H.264 files, atomic generation, and classes that need time."""
-import io
-import json
 import os
 import signal
 import subprocess

@@ -182,6 +182,7 @@ def test_fast_decode_intra_packing_reads_only_wanted_frames(tmp_path, monkeypatc
 
 def test_shards_are_stored_uncompressed(tmp_path):
   from array_record.python import array_record_module
+
   from vmae_jax.data.videogen import write_video
   (tmp_path / 'v').mkdir()
   write_video(str(tmp_path / 'v' / 'a.mp4'), num_frames=12, width=32, height=32)

@@ -10,9 +10,9 @@ import pytest
 from recipes import load_config
 
 import vmae_jax
-from vmae_jax import train_config, trainer
 from vmae_jax.models.config import ConfigError
 from vmae_jax.tasks import evaluation
+from vmae_jax.train import schema, trainer
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 LABELS = os.path.join(ROOT, '..', 'shared', 'data', 'kinetics-labels')
@@ -36,7 +36,7 @@ def test_recipe_configs_pass_the_checks(name):
     c = load_config(name, arg)
     if c.task == 'distill':
       c.distill.teacher = '/teacher'   # the recipe names it on the command line
-    model = train_config.check(c, num_devices=8, num_processes=1)
+    model = schema.check(c, num_devices=8, num_processes=1).model
     assert model.num_frames == c.data.num_frames and model.img_size == c.data.input_size
   assert load_config(name, 'smoke').batch_size == 8
 
@@ -63,7 +63,7 @@ def test_bad_fields_are_named(edit, field):
   c = smoke()
   edit(c)
   with pytest.raises(ConfigError, match=field.replace('.', r'\.')):
-    train_config.check(c, num_devices=8)
+    schema.check(c, num_devices=8)
 
 
 @pytest.mark.parametrize('field, value, match', [
@@ -76,32 +76,32 @@ def test_mask_settings_are_checked_by_the_masking_code(field, value, match):
   if field == 'input_size':
     c.data.short_side = 24
   with pytest.raises(ConfigError, match=f'data.mask_type/mask_ratio.*{match}'):
-    train_config.check(c)
+    schema.check(c)
 
 
 def test_batch_must_divide_over_the_data_parallel_devices():
   c = smoke()
   c.batch_size = 12
   with pytest.raises(ConfigError, match=r'batch_size.*data-parallel size 8'):
-    train_config.check(c, num_devices=8)
+    schema.check(c, num_devices=8)
   c.mesh_shape = (4, 1, 2)
-  train_config.check(c, num_devices=8)  # 12 videos over data=4: fine
+  schema.check(c, num_devices=8)  # 12 videos over data=4: fine
 
 
 def test_distill_needs_a_teacher():
   c = smoke('distill_g_to_b')
   with pytest.raises(ConfigError, match=r'distill\.teacher'):
-    train_config.check(c)
+    schema.check(c)
 
 
 def test_schedule_steps_follow_the_official_epoch_arithmetic():
   c = smoke()
   c.num_train_steps, c.num_epochs, c.warmup_epochs, c.warmup_steps = -1, 10, 2, -1
-  assert train_config.schedule_steps(c, 100) == (120, 24, 12)   # 100 // 8 = 12 steps per epoch (drop_last)
+  assert schema.schedule_steps(c, 100) == (120, 24, 12)   # 100 // 8 = 12 steps per epoch (drop_last)
   c.num_train_steps = 50
-  assert train_config.schedule_steps(c, 100) == (50, 10, 12)    # warmup keeps its share of the schedule
+  assert schema.schedule_steps(c, 100) == (50, 10, 12)    # warmup keeps its share of the schedule
   c.warmup_steps = 3
-  assert train_config.schedule_steps(c, 100)[1] == 3
+  assert schema.schedule_steps(c, 100)[1] == 3
 
 
 # --- smoke runs, chained -----------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def test_pretrain_smoke(runs, name):
   m = vmae_jax.load(workdir)   # a training workdir restores like a converted checkpoint
   assert m.config.kind == 'pretrain' and m.config.num_frames == 4
   with open(os.path.join(workdir, 'checkpoints', '4', 'config', 'metadata')) as f:
-    assert json.load(f)['schema_version'] == train_config.SCHEMA_VERSION
+    assert json.load(f)['schema_version'] == schema.SCHEMA_VERSION
 
 
 @pytest.mark.parametrize('name', ['vitb_k400_finetune', 'vitb_ssv2_finetune', 'vitb_ucf101_finetune',
@@ -180,15 +180,15 @@ def test_classification_smoke(runs, name):
 
 def test_k400_head_remapped_from_k710_by_name(runs):
   """The smoke k400 fine-tune started from the k710 run's head rows in the official 710→400 order."""
-  from vmae_jax.tasks.classify import restore_any
+  from vmae_jax.weights.initialize import restore_any
   _, k710 = restore_any(runs['vitg_k710_postpretrain'][0])
   c = smoke('vitg_k400_finetune')
   c.init.checkpoint = runs['vitg_k710_postpretrain'][0]
   c.init.class_names = os.path.join(LABELS, 'label_map_k710.txt')
   c.init.target_class_names = os.path.join(LABELS, 'label_map_k400.txt')
   from vmae_jax.tasks import Context
-  from vmae_jax.tasks.classify import init_from_checkpoint
-  ctx = Context(c, train_config.check(c), None, '', None)
+  from vmae_jax.weights.initialize import init_from_checkpoint
+  ctx = Context(c, schema.check(c).model, None, '', None)
   params = init_from_checkpoint(ctx, jax.random.key(0))
   with open(os.path.join(LABELS, 'label_710to400.json')) as f:
     rows = json.load(f)
@@ -231,14 +231,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
   c = smoke()
   c.num_train_steps, c.eval.every_steps = 8, 0
   calls = {'n': 0}
-  real = trainer.pipeline.global_batch
+  real = trainer.device_batch.global_batch
 
   def poisoned(batch, mesh):
     calls['n'] += 1
     if calls['n'] == 5:   # the 5th training batch
       batch = dict(batch, video=np.full_like(batch['video'], np.nan))
     return real(batch, mesh)
-  monkeypatch.setattr(trainer.pipeline, 'global_batch', poisoned)
+  monkeypatch.setattr(trainer.device_batch, "global_batch", poisoned)
   with pytest.raises(trainer.TrainingError, match=r'non-finite.*\(4, 5\].*steps \[2, 4\]'):
     trainer.Trainer(c, str(tmp_path)).run()
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
@@ -273,7 +273,8 @@ def test_knn_top1_on_separable_features():
 
 
 def test_reconstruction_picture_of_a_perfect_prediction_is_the_clip():
-  from vmae_jax import target, visualize
+  from vmae_jax import visualize
+  from vmae_jax.models import target
   rng = np.random.default_rng(0)
   video = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
   visible, pred = np.array([0, 5]), np.array([1, 2, 3, 4, 6, 7])

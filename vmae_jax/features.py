@@ -212,8 +212,9 @@ def extract(checkpoint: str, videos: list[Video], out: str, settings: Settings =
             step: int | None = None, progress: bool = True) -> dict:
   """Write OUT/<id>.npy for every video not done yet; returns {'written', 'skipped', 'failed': [(file, reason)]}."""
   import jax
+
   import vmae_jax
-  from vmae_jax import sharding
+  from vmae_jax.parallel import sharding
   settings.check()
   devices = jax.local_devices()
   mesh = sharding.make_mesh((len(devices), 1, 1), devices)

@@ -23,9 +23,9 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def run(config, workdir: str) -> dict:
   """Run (or resume) the task of `config` in `workdir`; returns the results dict."""
   if config.task == 'demo':
-    from vmae_jax import demo
+    from vmae_jax.train import demo
     return demo.run(config, workdir)
-  from vmae_jax.trainer import Trainer
+  from vmae_jax.train.trainer import Trainer
   return Trainer(config, workdir).run()
 
 
@@ -34,16 +34,16 @@ def main(argv) -> int:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   for noisy in ('absl', 'orbax', 'jax'):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-  from vmae_jax import distributed
   from vmae_jax.models.config import ConfigError
-  from vmae_jax.pretrained import InitError
+  from vmae_jax.parallel import distributed
+  from vmae_jax.weights.initialize import InitError
   try:
     distributed.maybe_initialize()   # before anything touches a device
   except distributed.DistributedConfigError as e:
     print(f'vmae_jax.main: config error: {e}', file=sys.stderr, flush=True)
     return 2
   from vmae_jax.data.pipeline import DataError
-  from vmae_jax.trainer import TrainingError
+  from vmae_jax.train.trainer import TrainingError
   try:
     run(_CONFIG.value, _WORKDIR.value)
   except (ConfigError, InitError) as e:

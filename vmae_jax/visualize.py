@@ -85,8 +85,8 @@ def reconstruct_file(checkpoint: str, video_path: str, *, sampling_rate: int = 4
   """Decode the centred clip of `video_path`, mask it (tube; optionally V2's running-cell decoder mask), run the
   checkpoint's decoder, and return the three rows (original, masked input, reconstruction)."""
   import vmae_jax
-  from vmae_jax import export
   from vmae_jax.data import augment, decode, masking, sampling
+  from vmae_jax.weights import export
   m = vmae_jax.load(checkpoint)
   c = m.config
   if c.kind != 'pretrain':

@@ -19,49 +19,17 @@ import sys
 from typing import Any
 
 import grain
-import ml_collections
 import numpy as np
 
 from vmae_jax.data import augment, decode, masking, sampling
 from vmae_jax.data.sources import make_source
+from vmae_jax.models.config import grid_for
 
 log = logging.getLogger('vmae_jax.data')
 
 
 class DataError(RuntimeError):
   """The data source is failing beyond the configured tolerance."""
-
-
-def default_data_config() -> ml_collections.ConfigDict:
-  """Every data field with its official default (spec/videomae.md §5–6)."""
-  return ml_collections.ConfigDict(dict(
-      source='',                 # 'list' | 'tfds' | 'synthetic'; '' = synthetic without a path, else list
-      path='',                   # folder with train.csv / val.csv / test.csv, or the TFDS data_dir
-      root='',                   # prefix joined to the relative paths of the lists
-      num_frames=16,
-      sampling_rate=4,
-      sampling='pretrain',       # 'pretrain' | 'dense' (Kinetics fine-tune) | 'segment' (SSv2)
-      input_size=224,
-      num_sample=1,              # repeated sampling: k augmented clips per decoded video (V2 pretrain 4, fine-tune 2)
-      subset_per_class=0,        # > 0: train on the first N videos of each class in list order (small-data runs)
-      # masks (pretraining)
-      mask_type='tube', mask_ratio=0.9, decoder_mask_type='none', decoder_mask_ratio=0.5,
-      tubelet_size=2, patch_size=16,
-      # fine-tune augmentation
-      flip=True, rand_augment=True, erase_prob=0.25,
-      crop_scale=(0.08, 1.0),    # random-resized-crop area range (the official timm default)
-      # per-channel normalisation of [0, 1] pixels (fine-tune and eval): ImageNet's for VideoMAE; the adapters'
-      # configs set UniFormerV2's 0.45/0.225 or CLIP's constants
-      mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-      # fine-tune batch mixing (timm Mixup 'batch' mode on each process's batch); mixup=cutmix=0 turns it off
-      mixup=0.8, cutmix=1.0, mix_prob=1.0, mix_switch_prob=0.5, label_smoothing=0.1,
-      # evaluation views
-      short_side=224, test_num_segment=5, test_num_crop=3,
-      # reading
-      workers=0, decode_threads=1, prefetch=2, max_replacements=20,
-      max_failure_share=0.5, failure_window=100,
-      synthetic=ml_collections.ConfigDict(dict()),
-  ))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -148,7 +116,7 @@ class TrainExample:
     cfg = self.cfg
     if self.task == 'pretrain':
       video = augment.pretrain_transform(rng, clip, cfg.input_size)  # uint8: normalised on device
-      grid = (cfg.num_frames // cfg.tubelet_size, cfg.input_size // cfg.patch_size, cfg.input_size // cfg.patch_size)
+      grid = grid_for(cfg.num_frames, cfg.input_size, cfg.input_size, cfg.tubelet_size, cfg.patch_size)
       m = masking.sample_masks(rng, grid, cfg.mask_type, cfg.mask_ratio, cfg.decoder_mask_type,
                                cfg.decoder_mask_ratio)
       return {'video': video, 'visible_idx': m['visible_idx'], 'pred_idx': m['pred_idx'],
@@ -364,18 +332,3 @@ class FailureMonitor:
   def metrics(self) -> dict[str, int]:
     """For the training log: videos replaced so far in this process."""
     return {'data/skipped': self.total_skipped}
-
-
-def normalize_on_device(video, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
-  """uint8 clips → float32 normalised, inside the jitted step (4× fewer bytes cross the host boundary)."""
-  import jax.numpy as jnp
-  return (video.astype(jnp.float32) / 255.0 - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
-
-
-def global_batch(local_batch: dict, mesh, batch_axes=('data', 'fsdp')) -> dict:
-  """Assemble the global jax.Array batch from each process's share, sharded over the mesh's batch axes."""
-  import jax
-  from jax.sharding import NamedSharding, PartitionSpec
-  sharding = NamedSharding(mesh, PartitionSpec(batch_axes))
-  return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-                                local_batch)

@@ -117,7 +117,7 @@ def _pack_one(path: str, config: VmaeVideosConfig, verify: bool) -> dict[str, An
     src_info = reencode.probe(path)
     jpegs = reencode.encode_jpeg_frames(path, short_side=config.short_side, quality=config.jpeg_quality)
     sizes = np.array([len(j) for j in jpegs], dtype=np.int64)
-    from PIL import Image   # only the first JPEG's header, for the stored size
+    from PIL import Image  # only the first JPEG's header, for the stored size
     width, height = Image.open(io.BytesIO(jpegs[0])).size
     return dict(video=b''.join(jpegs), jpeg_offsets=np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
                 num_frames=len(jpegs), fps=src_info['fps'], height=height, width=width)

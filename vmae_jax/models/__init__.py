@@ -9,11 +9,11 @@ import jax.numpy as jnp
 
 from vmae_jax.models.classifier import VideoClassifier
 from vmae_jax.models.clip import ClipVisionEncoder
-from vmae_jax.models.evl import EVL
-from vmae_jax.models.uniformerv2 import UniFormerV2
 from vmae_jax.models.config import ConfigError, ModelConfig
+from vmae_jax.models.evl import EVL
 from vmae_jax.models.mae import PretrainVideoMAE
 from vmae_jax.models.registry import get_config, model_names
+from vmae_jax.models.uniformerv2 import UniFormerV2
 from vmae_jax.models.vit import sinusoid_table
 
 

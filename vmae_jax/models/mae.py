@@ -15,8 +15,17 @@ import jax
 import jax.numpy as jnp
 
 from vmae_jax.models.config import ModelConfig, grid_for
-from vmae_jax.models.vit import (TORCH_DEFAULT, XAVIER_UNIFORM, VideoViT, block_stack, compute_dtype,
-                                 gather_tokens, layer_norm, logical, sinusoid_table)
+from vmae_jax.models.vit import (
+  TORCH_DEFAULT,
+  XAVIER_UNIFORM,
+  VideoViT,
+  block_stack,
+  compute_dtype,
+  gather_tokens,
+  layer_norm,
+  logical,
+  sinusoid_table,
+)
 
 Array = jax.Array
 

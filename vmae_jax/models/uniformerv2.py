@@ -25,8 +25,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vmae_jax.models.clip import (LINEAR_INIT, ClipBlock, ClipMlp, ClipVisionEncoder, attend, clip_layer_norm,
-                                  no_drop_path, _uniform_bias)
+from vmae_jax.models.clip import (
+  LINEAR_INIT,
+  ClipBlock,
+  ClipMlp,
+  ClipVisionEncoder,
+  _uniform_bias,
+  attend,
+  clip_layer_norm,
+  no_drop_path,
+)
 from vmae_jax.models.config import ModelConfig
 from vmae_jax.models.vit import DropPath, compute_dtype, logical, resolve_attention
 

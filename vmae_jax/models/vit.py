@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vmae_jax import sharding
 from vmae_jax.models.config import ModelConfig, grid_for
+from vmae_jax.parallel import sharding
 
 Array = jax.Array
 logical = nn.with_logical_partitioning

@@ -1,4 +1,4 @@
-"""One small module per task; the loop (vmae_jax/trainer.py) is shared."""
+"""One small module per task; the loop (vmae_jax/train/trainer.py) is shared."""
 from vmae_jax.tasks.base import Context, Task
 from vmae_jax.tasks.classify import Classify
 from vmae_jax.tasks.distill import Distill

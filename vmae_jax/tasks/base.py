@@ -8,8 +8,9 @@ from typing import Any
 
 import jax
 
-from vmae_jax import models, sharding
+from vmae_jax import models
 from vmae_jax.models.config import ModelConfig
+from vmae_jax.parallel import sharding
 
 
 @dataclasses.dataclass

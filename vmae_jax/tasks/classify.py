@@ -7,69 +7,15 @@ split at the end, as the official scripts do.
 from __future__ import annotations
 
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from vmae_jax import api, checkpoint, clip_init, models, pretrained
-from vmae_jax.data.sources import read_class_names
+from vmae_jax import models
 from vmae_jax.tasks import evaluation
 from vmae_jax.tasks.base import Task
-
-
-ADAPTER_KINDS = ('uniformerv2', 'evl')
-
-
-def restore_any(path: str, step: int = -1):
-  """(ModelConfig, params as numpy) of a converted checkpoint or a training workdir, on the host."""
-  config, params = api.restore(path, None if step < 0 else step, jax.local_devices(backend='cpu')[0])
-  return config, jax.tree_util.tree_map(np.asarray, params)
-
-
-def init_from_checkpoint(ctx, rng, require_head: bool = False) -> dict:
-  """Classifier params from `init.checkpoint`: encoder-only from pretraining, or a classifier (head kept, remapped
-  by class names when the label spaces differ, or new)."""
-  init = ctx.config.init
-  src_config, src_params = restore_any(init.checkpoint, init.step)
-  src_names = read_class_names(init.class_names) if init.class_names else None
-  dst_names = read_class_names(init.target_class_names) if init.target_class_names else None
-  synonyms = None
-  if init.synonyms:
-    with open(init.synonyms) as f:
-      synonyms = json.load(f)
-  model = ctx.model_config
-  if require_head and (src_config.kind != model.kind or (src_config.num_classes != model.num_classes
-                                                        and src_names is None)):
-    raise pretrained.InitError(
-        f'{init.checkpoint}: a {src_config.kind} with {src_config.num_classes} classes cannot be evaluated as '
-        f'{model.num_classes} classes (set init.class_names and init.target_class_names for a remap by name)')
-  if model.kind in ADAPTER_KINDS:
-    return clip_init.init_adapter(src_params, src_config, model, rng, src_names, dst_names, synonyms,
-                                  source=init.checkpoint)
-  return pretrained.init_classifier(src_params, src_config, model, rng, src_names, dst_names, synonyms)
-
-
-def init_batch_stats(ctx) -> dict:
-  """BatchNorm statistics to start from: those of `init.checkpoint` when it is the same model and has them, else
-  fresh (mean 0, var 1)."""
-  abstract = models.abstract_batch_stats(ctx.model_config)
-  init = ctx.config.init
-  if init.checkpoint:
-    src_config, _ = api.restore(init.checkpoint, None if init.step < 0 else init.step,
-                                jax.local_devices(backend='cpu')[0])
-    if src_config.kind == ctx.model_config.kind:
-      restored = checkpoint.restore_batch_stats(init.checkpoint, abstract, None if init.step < 0 else init.step)
-      if restored is not None:
-        return jax.tree_util.tree_map(np.asarray, restored)
-  return fresh_batch_stats(abstract)
-
-
-def fresh_batch_stats(abstract) -> dict:
-  return jax.tree_util.tree_map_with_path(
-      lambda path, a: np.full(a.shape, 1.0 if getattr(path[-1], 'key', '') == 'var' else 0.0, np.float32), abstract)
+from vmae_jax.weights import initialize
 
 
 def classification_loss(logits, batch, num_classes: int, label_smoothing: float):
@@ -94,12 +40,12 @@ class Classify(Task):
 
   def init_params(self, rng):
     if self.config.init.checkpoint:
-      return init_from_checkpoint(self.ctx, rng)
+      return initialize.init_from_checkpoint(self.ctx, rng)
     return super().init_params(rng)
 
   def init_params_sharded(self, rng, shardings):
     if self.config.init.checkpoint:   # host arrays from the checkpoint, then each device takes its shards
-      return jax.device_put(init_from_checkpoint(self.ctx, rng), shardings)
+      return jax.device_put(initialize.init_from_checkpoint(self.ctx, rng), shardings)
     return super().init_params_sharded(rng, shardings)
 
   @functools.cached_property
@@ -108,7 +54,7 @@ class Classify(Task):
     return models.abstract_batch_stats(self.ctx.model_config) is not None
 
   def init_batch_stats(self):
-    return init_batch_stats(self.ctx)
+    return initialize.init_batch_stats(self.ctx)
 
   def logits(self, params, video, rng=None):
     rngs = {'dropout': rng} if rng is not None else {}

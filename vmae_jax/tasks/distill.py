@@ -10,9 +10,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vmae_jax import models, sharding
+from vmae_jax import models
 from vmae_jax.models.config import ConfigError
-from vmae_jax.tasks.classify import Classify, classification_loss, restore_any
+from vmae_jax.parallel import sharding
+from vmae_jax.tasks.classify import Classify, classification_loss
+from vmae_jax.weights.initialize import restore_any
 
 
 class Distill(Classify):

@@ -14,6 +14,7 @@ import numpy as np
 
 from vmae_jax.data import pipeline
 from vmae_jax.data.sources import make_source
+from vmae_jax.parallel import device_batch
 
 
 def _pad(batch: dict, size: int) -> dict:
@@ -71,7 +72,7 @@ def classification_counts(logits_fn, mean=(0.485, 0.456, 0.406), std=(0.229, 0.2
   def counts(params, batch):
     video = batch['video']                                   # (B, V, T, H, W, 3) uint8
     b, v = video.shape[:2]
-    flat = pipeline.normalize_on_device(video.reshape((b * v,) + video.shape[2:]), mean, std)
+    flat = device_batch.normalize_on_device(video.reshape((b * v,) + video.shape[2:]), mean, std)
     logits = logits_fn(params, flat).astype(jnp.float32)
     probs = jax.nn.softmax(logits, axis=-1).reshape(b, v, -1).mean(axis=1)   # softmax per view, then the mean
     label = batch['label']
@@ -94,7 +95,7 @@ def classify_split(counts_fn, params, data_cfg, split: str, global_batch_size: i
   totals = {'top1': 0.0, 'top5': 0.0, 'count': 0.0, 'loss_sum': 0.0}
   for batch in batches(data_cfg, split, global_batch_size, indices, multi_view=multi_view, num_classes=num_classes,
                        error_dir=error_dir):
-    out = counts_fn(params, pipeline.global_batch({k: batch[k] for k in ('video', 'label', 'valid')}, mesh))
+    out = counts_fn(params, device_batch.global_batch({k: batch[k] for k in ('video', 'label', 'valid')}, mesh))
     for key in totals:
       totals[key] += float(out[key])
   n = max(totals['count'], 1.0)
@@ -107,7 +108,7 @@ def classify_split(counts_fn, params, data_cfg, split: str, global_batch_size: i
 def normalized_features(feature_fn):
   """A jittable (params, batch) → L2-normalised features of each video's single (centre) view."""
   def fn(params, batch):
-    video = pipeline.normalize_on_device(batch['video'][:, 0])
+    video = device_batch.normalize_on_device(batch['video'][:, 0])
     f = feature_fn(params, video).astype(jnp.float32)
     return f / (jnp.linalg.norm(f, axis=-1, keepdims=True) + 1e-12)
   return fn
@@ -122,7 +123,7 @@ def features(step, params, data_cfg, split: str, global_batch_size: int, mesh, *
   indices = split_indices(data_cfg, split, num_classes, max_videos)
   for batch in batches(data_cfg, split, global_batch_size, indices, multi_view=False, num_classes=num_classes,
                        error_dir=error_dir):
-    g = pipeline.global_batch({k: batch[k] for k in ('video', 'label', 'valid')}, mesh)
+    g = device_batch.global_batch({k: batch[k] for k in ('video', 'label', 'valid')}, mesh)
     f = step(params, g)
     if jax.process_count() > 1:
       f, lab, ok = (np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -12,9 +12,10 @@ import os
 import jax
 import numpy as np
 
-from vmae_jax import sharding, visualize
+from vmae_jax import visualize
 from vmae_jax.data import pipeline
-from vmae_jax.target import gather_target, pixel_target, reconstruction_loss
+from vmae_jax.models.target import gather_target, pixel_target, reconstruction_loss
+from vmae_jax.parallel import device_batch, sharding
 from vmae_jax.tasks import evaluation
 from vmae_jax.tasks.base import Task
 
@@ -27,7 +28,7 @@ class Pretrain(Task):
 
   def _forward(self, params, batch, rng=None):
     c = self.ctx.model_config
-    video = pipeline.normalize_on_device(batch['video'])
+    video = device_batch.normalize_on_device(batch['video'])
     rngs = {'dropout': rng} if rng is not None else {}
     pred = self.model.apply({'params': params}, video, batch['visible_idx'], batch['pred_idx'],
                             deterministic=rng is None, rngs=rngs)
@@ -62,7 +63,7 @@ class Pretrain(Task):
   def val_loss(self, params) -> tuple[float, dict]:
     losses, first = [], None
     for batch in self._val_batches:
-      g = pipeline.global_batch({k: batch[k] for k in self.batch_keys}, self.ctx.mesh)
+      g = device_batch.global_batch({k: batch[k] for k in self.batch_keys}, self.ctx.mesh)
       loss, pred = self._eval_forward(params, g)
       losses.append(float(loss))
       if first is None:

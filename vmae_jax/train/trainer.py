@@ -36,11 +36,14 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from vmae_jax import checkpoint, models, optim, sharding, train_config
+from vmae_jax import models
 from vmae_jax.data import pipeline
 from vmae_jax.models.config import ConfigError
-from vmae_jax.metrics_writer import MetricWriter, Progress
+from vmae_jax.parallel import device_batch, sharding
 from vmae_jax.tasks import TASKS, Context
+from vmae_jax.train import optim, schema
+from vmae_jax.train.metrics import MetricWriter, Progress
+from vmae_jax.weights import checkpoint
 
 PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG = 'params', 'train_state', 'data_iter', 'model_config', 'config'
 BATCH_STATS = checkpoint.BATCH_STATS   # its own item, so vmae_jax.load reads it without the optimizer state
@@ -75,9 +78,9 @@ class Trainer:
       raise ConfigError(f'--workdir={workdir}: a URL is not a workdir; give a local or mounted path (for a bucket, '
                         'mount it with Cloud Storage FUSE, as launch/tpu_vm.sh does)')
     self.workdir = os.path.abspath(workdir)
-    self.model_config = train_config.check(config, jax.device_count(), jax.process_count())
-    self.data_config = train_config.data_config(config, self.model_config)
-    self.mesh = sharding.make_mesh(train_config.mesh_shape(config, jax.device_count()))
+    self.model_config, mesh_shape = schema.check(config, jax.device_count(), jax.process_count())
+    self.data_config = schema.data_config(config, self.model_config)
+    self.mesh = sharding.make_mesh(mesh_shape)
     self._stop_signal = None
 
   # --- checkpoints -----------------------------------------------------------------------------------------
@@ -103,7 +106,7 @@ class Trainer:
         TRAIN_STATE: ocp.args.StandardSave(rest),
         DATA_ITER: grain.checkpoint.CheckpointSave(data_iter),
         MODEL_CONFIG: ocp.args.JsonSave(self.model_config.to_dict()),
-        CONFIG: ocp.args.JsonSave(train_config.to_json_dict(self.config))}), metrics=metrics, force=True)
+        CONFIG: ocp.args.JsonSave(schema.to_json_dict(self.config))}), metrics=metrics, force=True)
 
   # --- signals ----------------------------------------------------------------------------------------------
   def _on_sigterm(self, signum, frame):
@@ -126,14 +129,14 @@ class Trainer:
     ctx = Context(cfg, self.model_config, self.data_config, self.workdir, self.mesh)
     if _is_chief():
       with open(os.path.join(self.workdir, 'config.json'), 'w') as f:
-        json.dump(train_config.to_json_dict(cfg), f, indent=2, default=list)
+        json.dump(schema.to_json_dict(cfg), f, indent=2, default=list)
     task = TASKS[cfg.task](ctx)
     if cfg.task == 'eval':
       return self._evaluate_only(task)
     return self._train(task)
 
   def _evaluate_only(self, task) -> dict[str, Any]:
-    from vmae_jax.tasks.classify import init_from_checkpoint
+    from vmae_jax.weights.initialize import init_from_checkpoint
     params = init_from_checkpoint(task.ctx, jax.random.key(self.config.seed), require_head=True)
     params = jax.device_put(params, sharding.tree_shardings(models.abstract_params(self.model_config), self.mesh))
     if models.abstract_batch_stats(self.model_config) is not None:
@@ -211,7 +214,7 @@ class Trainer:
     k = cfg.optim.accumulate_steps
     num_classes = mcfg.num_classes or None
     videos = pipeline.num_train_videos(self.data_config, 'train', num_classes)
-    total, warmup, per_epoch = train_config.schedule_steps(cfg, videos)
+    total, warmup, per_epoch = schema.schedule_steps(cfg, videos)
     total_micro = total * k
 
     tx, lr_fn, abstract_state = self.layout(total, warmup)
@@ -327,7 +330,7 @@ class Trainer:
       while micro < total_micro:
         local = next(data_iter)
         monitor.update(local)
-        batch = pipeline.global_batch({key: local[key] for key in keys}, self.mesh)
+        batch = device_batch.global_batch({key: local[key] for key in keys}, self.mesh)
         state, metrics = step_fn(state, frozen, batch)
         micro += 1
         window = metrics if window is None else jax.tree_util.tree_map(jnp.add, window, metrics)

@@ -1,6 +1,6 @@
 """EVL frozen backbone vs full fine-tuning of the same model: step time and memory (figures go to BENCHMARKS.md).
 
-    python -m vmae_jax.bench_adapters --model=evl_b16 --batch=2 --frames=8 --steps=3 [--dtype=bfloat16]
+    python -m vmae_jax.bench.adapters --model=evl_b16 --batch=2 --frames=8 --steps=3 [--dtype=bfloat16]
 
 One optimizer step as the training loop runs it (cross-entropy, value_and_grad, optim.adamw with the loop's
 frozen mask, apply_updates, donated state), compiled once per mode. Reported per mode: median seconds per step,
@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vmae_jax import models, optim
+from vmae_jax import models
+from vmae_jax.train import optim
 
 
 def _nbytes(tree) -> int:
@@ -71,7 +72,7 @@ def bench_mode(model: str, frozen: bool, batch: int, frames: int, steps: int, dt
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m vmae_jax.bench_adapters')
+  parser = argparse.ArgumentParser(prog='python -m vmae_jax.bench.adapters')
   parser.add_argument('--model', default='evl_b16')
   parser.add_argument('--batch', type=int, default=2)
   parser.add_argument('--frames', type=int, default=8)

@@ -21,6 +21,7 @@ import numpy as np
 
 from vmae_jax.data import augment, masking, pipeline, sampling
 from vmae_jax.data.videogen import write_video
+from vmae_jax.train import schema
 
 NUM_FRAMES, RATE, SIZE = 16, 4, 224
 GRID = (NUM_FRAMES // 2, SIZE // 16, SIZE // 16)
@@ -46,7 +47,7 @@ def write_lists(folder: str, rel_paths: list[str]) -> None:
 
 
 def data_config(source: str, path: str, root: str, workers: int, num_sample: int) -> ml_collections.ConfigDict:
-  cfg = pipeline.default_data_config()
+  cfg = schema.default_data_config()
   cfg.update(dict(source=source, path=path, root=root, num_frames=NUM_FRAMES, sampling_rate=RATE, input_size=SIZE,
                   num_sample=num_sample, mask_type='tube', mask_ratio=0.9, decoder_mask_type='run_cell',
                   decoder_mask_ratio=0.5, workers=workers, decode_threads=1))
@@ -152,6 +153,7 @@ def stage_report(sources: dict, repeats: int = 24) -> dict[str, dict[str, float]
 def shard_read_report(data_dir: str, repeats: int = 48) -> dict[str, float]:
   """ms per record read from a packed shard as stored (uncompressed) and re-written with array_record's default zstd."""
   from array_record.python import array_record_module as ar
+
   from vmae_jax.data import tfds_builder
   folder = tfds_builder.find_dataset_dir(data_dir)
   shard = os.path.join(folder, next(f for f in sorted(os.listdir(folder)) if '.array_record' in f))

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import ml_collections
 import numpy as np
 
+from vmae_jax.constants import IMAGENET_MEAN, IMAGENET_STD, SPLITS
 from vmae_jax.data import masking
-from vmae_jax.data.pipeline import default_data_config
 from vmae_jax.models.config import HEAD_KINDS, ConfigError, ModelConfig
-from vmae_jax.sharding import AXES
+from vmae_jax.parallel.sharding import AXES
 
 SCHEMA_VERSION = 1
 TASKS = ('pretrain', 'finetune', 'postpretrain', 'eval', 'distill', 'demo')
@@ -30,6 +30,38 @@ CLASSIFIER_TASKS = ('finetune', 'postpretrain', 'eval', 'distill')
 # data fields that are facts of the model (set from model.*), and model fields that are facts of the data.
 DATA_FROM_MODEL = ('patch_size', 'tubelet_size')
 MODEL_FROM_DATA = {'num_frames': 'data.num_frames', 'img_size': 'data.input_size', 'kind': 'task'}
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+  """Every data field with its official default (docs/fidelity.md, "Recipes")."""
+  return ml_collections.ConfigDict(dict(
+      source='',                 # 'list' | 'tfds' | 'synthetic'; '' = synthetic without a path, else list
+      path='',                   # folder with train.csv / val.csv / test.csv, or the TFDS data_dir
+      root='',                   # prefix joined to the relative paths of the lists
+      num_frames=16,
+      sampling_rate=4,
+      sampling='pretrain',       # 'pretrain' | 'dense' (Kinetics fine-tune) | 'segment' (SSv2)
+      input_size=224,
+      num_sample=1,              # repeated sampling: k augmented clips per decoded video (V2 pretrain 4, fine-tune 2)
+      subset_per_class=0,        # > 0: train on the first N videos of each class in list order (small-data runs)
+      # masks (pretraining)
+      mask_type='tube', mask_ratio=0.9, decoder_mask_type='none', decoder_mask_ratio=0.5,
+      tubelet_size=2, patch_size=16,
+      # fine-tune augmentation
+      flip=True, rand_augment=True, erase_prob=0.25,
+      crop_scale=(0.08, 1.0),    # random-resized-crop area range (the official timm default)
+      # per-channel normalisation of [0, 1] pixels (fine-tune and eval): ImageNet's for VideoMAE; the adapters'
+      # configs set UniFormerV2's 0.45/0.225 or CLIP's constants
+      mean=IMAGENET_MEAN, std=IMAGENET_STD,
+      # fine-tune batch mixing (timm Mixup 'batch' mode on each process's batch); mixup=cutmix=0 turns it off
+      mixup=0.8, cutmix=1.0, mix_prob=1.0, mix_switch_prob=0.5, label_smoothing=0.1,
+      # evaluation views
+      short_side=224, test_num_segment=5, test_num_crop=3,
+      # reading
+      workers=0, decode_threads=1, prefetch=2, max_replacements=20,
+      max_failure_share=0.5, failure_window=100,
+      synthetic=ml_collections.ConfigDict(dict()),
+  ))
 
 
 def defaults(task: str = 'pretrain') -> ml_collections.ConfigDict:
@@ -184,7 +216,13 @@ def mesh_shape(config, num_devices: int) -> tuple[int, int, int]:
   return shape
 
 
-def check(config, num_devices: int = 1, num_processes: int = 1) -> ModelConfig:
+class Checked(NamedTuple):
+  """What `check` computed on the way: the model config the run builds and the mesh shape with -1 filled in."""
+  model: ModelConfig
+  mesh_shape: tuple[int, int, int]
+
+
+def check(config, num_devices: int = 1, num_processes: int = 1) -> Checked:
   """Every check that needs no data and no compile; returns the model config. Raises ConfigError naming a field."""
   if 'task' not in config or config.task not in TASKS:
     raise ConfigError(f'config field task must be one of {TASKS}, got {config.get("task")!r}')
@@ -244,7 +282,7 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> ModelConfig:
        'processes')
   need(config.eval.batch_size % num_processes == 0 and config.eval.batch_size > 0, 'eval.batch_size',
        f'must be > 0 and divisible by the {num_processes} processes')
-  need(config.eval.split in ('train', 'val', 'test'), 'eval.split', "must be 'train', 'val' or 'test'")
+  need(config.eval.split in SPLITS, 'eval.split', f'must be one of {SPLITS}')
   if config.task == 'distill':
     need(bool(config.distill.teacher), 'distill.teacher', 'the teacher checkpoint is required')
     need(config.distill.temperature > 0, 'distill.temperature', 'must be > 0')
@@ -254,11 +292,11 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> ModelConfig:
   if config.init.class_names or config.init.target_class_names:
     need(bool(config.init.class_names and config.init.target_class_names), 'init.class_names',
          'a head remap needs both init.class_names and init.target_class_names')
-  return model
+  return Checked(model, shape)
 
 
 def optim_rules() -> tuple[str, ...]:
-  from vmae_jax.optim import DECAY_RULES
+  from vmae_jax.train.optim import DECAY_RULES
   return DECAY_RULES
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vmae_jax.models.config import ModelConfig
-from vmae_jax.target import IMAGENET_MEAN, IMAGENET_STD
+from vmae_jax.models.target import IMAGENET_MEAN, IMAGENET_STD
 
 
 def hf_config(c: ModelConfig):

@@ -12,12 +12,12 @@ every masked token) for each attention implementation, to back the `attention='a
 resize to 224, tube + running-cell masks) for (a) this pipeline on the original files, (b) the same videos packed
 by the TFDS builder (re-encoded with a short keyframe interval, and as JPEG frames), (c) the official loading path
 re-created on the original files (decord `get_batch`, per-frame PIL multi-scale crop and resize, to-tensor,
-normalise). See vmae_jax/bench_pipeline.py.
+normalise). See vmae_jax/pipeline.py.
 
 `step`: one real training step (forward + loss + backward + AdamW, state donated): compile time, median step time,
-clips/s, model FLOPs per clip (vmae_jax/flops.py), TFLOP/s and MFU against a measured matmul peak and, on known
+clips/s, model FLOPs per clip (vmae_jax/bench/flops.py), TFLOP/s and MFU against a measured matmul peak and, on known
 GPUs, the bf16 datasheet peak, peak memory; `--compare-torch` times HF transformers VideoMAE on the same device,
-shapes and masks, interleaved step by step with ours, and prints the clips/s ratio. See vmae_jax/bench_step.py.
+shapes and masks, interleaved step by step with ours, and prints the clips/s ratio. See vmae_jax/bench/step.py.
 Trailing `field=value` arguments override ModelConfig fields (e.g. depth=2 for a quick run).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np
 
 from vmae_jax import models
 from vmae_jax.data import masking
-from vmae_jax.target import gather_target, pixel_target, reconstruction_loss
+from vmae_jax.models.target import gather_target, pixel_target, reconstruction_loss
 
 
 def _pretrain_step(config, batch: int, seed: int = 0):
@@ -77,8 +77,8 @@ def bench_attention(model: str, batch: int, steps: int, impls: list[str], dtype:
 
 def bench_step(args) -> dict:
   """Time the training step of `args.mode` (and HF's with --compare-torch); print a summary, return every figure."""
-  from vmae_jax import bench_step as bs
-  from vmae_jax import flops
+  from vmae_jax.bench import flops
+  from vmae_jax.bench import step as bs
   from vmae_jax.models.vit import resolve_attention
   device = jax.devices()[0]
   on_cpu = device.platform == 'cpu'
@@ -94,9 +94,10 @@ def bench_step(args) -> dict:
   ref = None
   if args.compare_torch:
     import torch
-    from vmae_jax import bench_torch
+
+    from vmae_jax.bench import torch_ref
     torch_device = 'cuda' if not on_cpu and torch.cuda.is_available() else 'cpu'
-    ref = bench_torch.TorchStep(config, args.mode, batch, device=torch_device,
+    ref = torch_ref.TorchStep(config, args.mode, batch, device=torch_device,
                                 bf16=dtype == 'bfloat16' and torch_device == 'cuda', lr=ours.optim.base_lr,
                                 betas=(ours.optim.b1, ours.optim.b2), weight_decay=ours.optim.weight_decay,
                                 seed=args.seed)
@@ -233,8 +234,8 @@ def main(argv=None) -> int:
       return 2
     return 0
   if args.command == 'pipeline':
-    from vmae_jax import bench_pipeline
-    bench_pipeline.run(args)
+    from vmae_jax.bench import pipeline
+    pipeline.run(args)
     return 0
   print(f'jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}')
   bench_attention(args.model, args.batch, args.steps, args.impls.split(','), args.dtype)

@@ -17,9 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vmae_jax import checkpoint, models, sharding
+from vmae_jax import models
 from vmae_jax.models.config import HEAD_KINDS, ModelConfig
-from vmae_jax.target import gather_target, pixel_target, reconstruction_loss
+from vmae_jax.models.target import gather_target, pixel_target, reconstruction_loss
+from vmae_jax.parallel import sharding
+from vmae_jax.weights import checkpoint
 
 
 def masks_to_indices(mask: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +120,7 @@ def _target_shardings(boxed, shapes, mesh, device):
 def restore(path, step: int | None = None, device=None, mesh=None, dtype=None) -> tuple[ModelConfig, dict]:
   """(config, params) of the latest (or given) step.
 
-  Placement: `mesh` (a `jax.sharding.Mesh` with the axes of `vmae_jax.sharding`) shards every parameter by its
+  Placement: `mesh` (a `jax.sharding.Mesh` with the axes of `vmae_jax.parallel.sharding`) shards every parameter by its
   logical axes, whatever mesh wrote the checkpoint; without it all parameters go to `device` (default: the first).
   `dtype` casts the floating parameters as orbax reads them (the restored tree holds only the cast copy). Only the
   `params` item is read: optimizer state and iterator of a training workdir stay on disk. A dimension its mesh
@@ -139,7 +141,7 @@ def restore(path, step: int | None = None, device=None, mesh=None, dtype=None) -
 
 def load(path, dtype=None, mesh=None, step: int | None = None) -> LoadedModel:
   """Restore the latest (or given) step of a checkpoint written by `convert` or by training, onto whatever devices
-  exist: one device (default) or sharded over `mesh` (e.g. `vmae_jax.sharding.make_mesh((1, 4, 1))`).
+  exist: one device (default) or sharded over `mesh` (e.g. `vmae_jax.parallel.sharding.make_mesh((1, 4, 1))`).
 
   `dtype` ('bfloat16', 'float32', ...) sets the compute dtype and casts the floating parameters to it on restore
   (a bf16 ViT-g needs about 2 GB instead of 4 GB). Without it, parameters and compute stay float32.

@@ -11,7 +11,7 @@ The step is the trainer's: the task's own loss (`tasks/pretrain.py` or `tasks/cl
 
 Masks come from `data.masking.sample_masks` on the host, as in training. Reported: compile time; the median step
 time of N steps after warm-up (each blocked on the new state and the loss); clips/s; model FLOPs per clip
-(vmae_jax/flops.py); achieved TFLOP/s and MFU against (a) a bf16 dense datasheet peak when the device is a known
+(vmae_jax/bench/flops.py); achieved TFLOP/s and MFU against (a) a bf16 dense datasheet peak when the device is a known
 GPU and (b) a matmul peak measured here in the step's dtype; peak memory (on GPU the allocator's
 `peak_bytes_in_use`; elsewhere XLA's compile-time estimate of arguments + outputs − aliased + temporaries).
 """
@@ -28,14 +28,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vmae_jax import models, optim, sharding, train_config
+from vmae_jax import models
 from vmae_jax.data import masking
 from vmae_jax.models import registry
 from vmae_jax.models.config import ConfigError, ModelConfig
-from vmae_jax.target import IMAGENET_MEAN, IMAGENET_STD
+from vmae_jax.models.target import IMAGENET_MEAN, IMAGENET_STD
+from vmae_jax.parallel import sharding
 from vmae_jax.tasks.base import Context
 from vmae_jax.tasks.classify import Classify
 from vmae_jax.tasks.pretrain import Pretrain
+from vmae_jax.train import optim, schema
 
 MODES = ('v1', 'v2', 'finetune')
 # bf16 dense tensor-core peaks from the vendors' datasheets (SXM parts), TFLOP/s; matched on jax's device_kind.
@@ -96,13 +98,13 @@ def token_counts(config: ModelConfig, batch: dict) -> tuple[int | None, int]:
 def make_task(config: ModelConfig, mode: str):
   """The training task whose `loss` the step differentiates (the trainer's own), on a one-device mesh."""
   task_name = 'pretrain' if mode != 'finetune' else 'finetune'
-  cfg = train_config.defaults(task_name)
+  cfg = schema.defaults(task_name)
   cfg.data.num_frames, cfg.data.input_size = config.num_frames, config.img_size
   cfg.data.mixup = cfg.data.cutmix = 0.0        # hard labels + label smoothing: same loss cost, no host mixing
   if mode == 'v2':
     cfg.data.decoder_mask_type = 'run_cell'
   mesh = sharding.make_mesh((1, 1, 1), jax.devices()[:1])
-  ctx = Context(cfg, config, train_config.data_config(cfg, config), workdir='', mesh=mesh)
+  ctx = Context(cfg, config, schema.data_config(cfg, config), workdir='', mesh=mesh)
   return (Pretrain if task_name == 'pretrain' else Classify)(ctx), cfg
 
 

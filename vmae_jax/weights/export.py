@@ -30,14 +30,14 @@ import os
 
 import numpy as np
 
-from vmae_jax import checkpoint
-from vmae_jax.layout import official_from_params
 from vmae_jax.models.config import ModelConfig
+from vmae_jax.weights import checkpoint, loaded, videomae_import
+from vmae_jax.weights.official_layout import official_from_params
 
 FORMATS = ('hf', 'official')
 HF_FIXED_EPS = 1e-5  # torch's LayerNorm default, hard-coded by HF in fc_norm and decoder.norm
 
-log = logging.getLogger('vmae_jax.export')
+log = logging.getLogger('vmae_jax.weights.export')
 
 
 class ExportError(ValueError):
@@ -65,11 +65,9 @@ def read_params(src: str, step: int | None = None, model: str | None = None,
     if model or overrides:
       raise ExportError(f'{src}: a vmae_jax checkpoint carries its own config; model= and field overrides apply '
                         f'only to foreign sources (.pth, HF, safetensors), got {dict(overrides, model=model)}')
-    from vmae_jax import api
-    config, params = api.restore(src, step, device=jax.local_devices(backend='cpu')[0])
+    config, params = loaded.restore(src, step, device=jax.local_devices(backend='cpu')[0])
     return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params), config
-  from vmae_jax import convert
-  return convert.load_official(src, model, **overrides)
+  return videomae_import.load_official(src, model, **overrides)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -121,7 +119,6 @@ def hf_state_dict(official: dict[str, np.ndarray], config: ModelConfig) -> tuple
 
 
 def _hf_block(prefix: str, rest: str, w: np.ndarray, dim: int) -> dict[str, np.ndarray]:
-  from vmae_jax.convert import _HF_LAYER
   att = prefix + 'attention.attention.'
   if rest == 'attn.qkv.weight':
     q, k, v = w[:dim], w[dim:2 * dim], w[2 * dim:]
@@ -130,7 +127,7 @@ def _hf_block(prefix: str, rest: str, w: np.ndarray, dim: int) -> dict[str, np.n
     return {att + 'query.bias': w}
   if rest == 'attn.v_bias':
     return {att + 'value.bias': w}
-  for hf, official in _HF_LAYER:
+  for hf, official in videomae_import.HF_LAYER_KEYS:
     if rest.startswith(official):
       return {prefix + hf + rest[len(official):]: w}
   raise ExportError(f'official key {rest!r} has no HF VideoMAE counterpart')

@@ -40,7 +40,7 @@ def stage_configs(config, workdir: str) -> dict[str, ml_collections.ConfigDict]:
 
 
 def run(config, workdir: str) -> dict:
-  from vmae_jax.trainer import Trainer
+  from vmae_jax.train.trainer import Trainer
   workdir = os.path.abspath(workdir)
   stages = stage_configs(config, workdir)
   # Building every Trainer checks every stage's config before the first stage starts.
