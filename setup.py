@@ -39,6 +39,7 @@ setup(
     version='0.1.0',
     description='VideoMAE / VideoMAE V2 pretraining and temporal adapters (UniFormerV2, EVL) in JAX/Flax',
     packages=find_packages(include=['vmae_jax', 'vmae_jax.*']),
+    package_data={'vmae_jax.data': ['kinetics/*.txt', 'kinetics/*.json', 'kinetics/README.md']},
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
     extras_require={'test': TEST_REQUIRES},

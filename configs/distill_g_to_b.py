@@ -4,11 +4,12 @@
         --config.distill.teacher=VITG_K710_WORKDIR --config.init.checkpoint=VITB_K710_WORKDIR \
         --config.data.path=K710_LISTS --config.data.root=VIDEOS
 
-What the spec fixes (§7): teacher = the K710-fine-tuned ViT-g, student initialised from its own K710-fine-tuned
-model, trained on K710 on the teacher's logits, tested without further fine-tuning (81.5 K710 / 86.6 K400 for
-ViT-B). The loss, temperature and epochs are not in the official repos; here: pure logit distillation (alpha 1,
-temperature 1, KL), and the student's own V2 K710 fine-tune recipe otherwise (16 × 32 = 512 videos, num_sample 2,
-base lr 7e-4 → 1.4e-3, layer decay 0.75, drop path 0.1, 90 epochs with 5 warmup; spec §6.3 "V2 vit_b_k710").
+What the VideoMAE V2 release fixes (docs/fidelity.md, "Recipes"): teacher = the K710-fine-tuned ViT-g, student
+initialised from its own K710-fine-tuned model, trained on K710 on the teacher's logits, tested without further
+fine-tuning (81.5 K710 / 86.6 K400 for ViT-B). The loss, temperature and epochs are not in the official repos; here:
+pure logit distillation (alpha 1, temperature 1, KL), and the student's own V2 K710 fine-tune recipe otherwise
+(16 × 32 = 512 videos, num_sample 2, base lr 7e-4 → 1.4e-3, layer decay 0.75, drop path 0.1, 90 epochs with 5
+warmup; docs/fidelity.md, "Recipes": "V2 vit_b_k710").
 """
 from vmae_jax.train import schema
 

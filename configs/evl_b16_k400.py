@@ -3,15 +3,14 @@
     python -m vmae_jax.main --config=configs/evl_b16_k400.py --workdir=DIR \
         --config.init.checkpoint=ckpt/clip_b16 --config.data.path=K400_LISTS --config.data.root=K400_VIDEOS
 
-Recipe (spec/adapters.md §B.5, `train_k400_vitb16_8f_dec4x768.sh`, reported 82.8 top-1 at 8 frames, 1 crop × 3
-clips): 256 clips per step for 50,000 steps, AdamW lr 4e-4 cosine to 0 with no warmup, wd 0.05 on every trained
-parameter, no clipping, dense sampling 8 × 16, RandAugment m7-n4, no flip, no mixup / label smoothing, CLIP's
-mean/std. The backbone gets no gradient and no optimizer state (model.freeze_backbone, the EVL default).
+Recipe (docs/fidelity.md, "Recipes"; OpenGVLab/efficient-video-recognition
+scripts/train_k400_vitb16_8f_dec4x768.sh, reported 82.8 top-1 at 8 frames, 1 crop × 3 clips): 256 clips per step for
+50,000 steps, AdamW lr 4e-4 cosine to 0 with no warmup, wd 0.05 on every trained parameter, no clipping, dense
+sampling 8 × 16, RandAugment m7-n4, no flip, no mixup / label smoothing, CLIP's mean/std. The backbone gets no
+gradient and no optimizer state (model.freeze_backbone, the EVL default).
 """
+from vmae_jax.constants import CLIP_MEAN, CLIP_STD
 from vmae_jax.train import schema
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def get_config(arg: str = ''):

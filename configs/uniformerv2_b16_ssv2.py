@@ -4,10 +4,10 @@ global UniBlocks on the last 8, 16 frames temporally downsampled to 8, drop path
     python -m vmae_jax.main --config=configs/uniformerv2_b16_ssv2.py --workdir=DIR \
         --config.init.checkpoint=ckpt/clip_b16 --config.data.path=SSV2_LISTS --config.data.root=SSV2_VIDEOS
 
-Recipe (spec/adapters.md §A.9–A.10, `ssv2_b16_f16x224`, reported 69.5 top-1 at 16×3×1): 128 videos × 2 repeated
-augmentations = 256 clips per step, lr 4e-5 for those 256 clips (base_lr 8e-5 here: the loop scales by
-videos/256 = 0.5), 22 epochs with 5 warmup, wd 0.05 on ≥2-D parameters, clip 20, **no flip**, sparse sampling,
-mean 0.45 / std 0.225, test 1 clip × 3 crops. BatchNorm statistics of the local UniBlocks are trained and
+Recipe (docs/fidelity.md, "Recipes"; OpenGVLab/UniFormerV2 `ssv2_b16_f16x224`, reported 69.5 top-1 at 16×3×1): 128
+videos × 2 repeated augmentations = 256 clips per step, lr 4e-5 for those 256 clips (base_lr 8e-5 here: the loop
+scales by videos/256 = 0.5), 22 epochs with 5 warmup, wd 0.05 on ≥2-D parameters, clip 20, **no flip**, sparse
+sampling, mean 0.45 / std 0.225, test 1 clip × 3 crops. BatchNorm statistics of the local UniBlocks are trained and
 checkpointed with the parameters.
 """
 import importlib.util

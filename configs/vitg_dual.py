@@ -4,8 +4,8 @@
         --config.data.path=LISTS --config.data.root=VIDEOS
     python -m vmae_jax.main --config=configs/vitg_dual.py:smoke --workdir=/tmp/vitg_dual_smoke
 
-Reproduces (spec/videomae.md §5.2): scripts/pretrain/vit_g_hybrid_pt.sh of OpenGVLab/VideoMAEv2 — tube masking 0.9 +
-running-cell decoder masking 0.5, 16 frames at stride 4, 2048 videos per step (32 per GPU × 64 A100-80G), each
+Reproduces (docs/fidelity.md, "Recipes"): OpenGVLab/VideoMAEv2 scripts/pretrain/vit_g_hybrid_pt.sh — tube masking
+0.9 + running-cell decoder masking 0.5, 16 frames at stride 4, 2048 videos per step (32 per GPU × 64 A100-80G), each
 augmented 4 times (num_sample 4, not counted in the lr scaling), AdamW β .9/.95, wd 0.05, base lr 6e-4 → 4.8e-3 at
 2048, min lr 1e-5 → 8e-5, 30 warmup of 300 epochs ("1200e"), gradient clipping 0.02, activation checkpointing on
 every block. 1,026,306,560 parameters.

@@ -4,9 +4,10 @@
         --config.init.checkpoint=K710_WORKDIR --config.init.class_names=label_map_k710.txt \
         --config.init.target_class_names=label_map_k400.txt --config.data.path=K400_LISTS --config.data.root=VIDEOS
 
-Reproduces (spec/videomae.md §6.3 "V2 vit_g_k710_it_k400", reported 88.4 / 98.0): 96 videos per step (3 × 32) with
-num_sample 2, base lr **1e-5** → 3.75e-6, layer decay 0.9, drop path 0.25, wd 0.1, **3 epochs with 1 warmup**; the
-710-class head becomes a 400-class head by class name (= the official label_710to400.json map, §7).
+Reproduces (docs/fidelity.md, "Recipes": "V2 vit_g_k710_it_k400", reported 88.4 / 98.0): 96 videos per step (3 × 32)
+with num_sample 2, base lr **1e-5** → 3.75e-6, layer decay 0.9, drop path 0.25, wd 0.1, **3 epochs with 1 warmup**;
+the 710-class head becomes a 400-class head by class name (= the official label_710to400.json map of
+OpenGVLab/VideoMAEv2).
 """
 from vmae_jax.train import schema
 

@@ -3,7 +3,7 @@
     python -m vmae_jax.main --config=configs/vitg_k710_postpretrain.py --workdir=DIR \
         --config.init.checkpoint=VITG_DUAL_WORKDIR --config.data.path=K710_LISTS --config.data.root=VIDEOS
 
-Reproduces (spec/videomae.md §6.3 "V2 vit_g_k710 (post-pretrain)", reported 83.8 top-1 on K710, and §7): 96
+Reproduces (docs/fidelity.md, "Recipes": "V2 vit_g_k710 (post-pretrain)", reported 83.8 top-1 on K710): 96
 videos per step (3 × 32) with num_sample 2, base lr 1e-3 → 3.75e-4, layer decay 0.9, drop path 0.3, wd **0.1**,
 gradient clipping **5.0**, 35 epochs with 5 warmup, 710 classes (K400 ∪ K600 ∪ K700, de-duplicated), dense 16×4,
 test 5 × 3. The official repo runs this with run_class_finetuning.py; here it is the same classification task.

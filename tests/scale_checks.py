@@ -4,8 +4,8 @@
     ... scale_checks.py state_bytes CONFIG MESH              → JSON: bytes per device, total, replicated leftovers
     ... scale_checks.py lower CONFIG MESH VIDEOS_PER_DEVICE  → JSON: compile seconds, memory_analysis per device
 
-CONFIG is a configs/*.py name (`:smoke` allowed); MESH a tuple literal such as "(2,4,1)"; k=v are config
-overrides (dotted paths, Python literals).
+CONFIG is a configs/*.py name with its argument (`vitb_pretrain:dataset=k400`, `:smoke` allowed); MESH a tuple
+literal such as "(2,4,1)"; k=v are config overrides (dotted paths, Python literals).
 """
 import ast
 import json

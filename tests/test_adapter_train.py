@@ -16,12 +16,13 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 import vmae_jax
 from vmae_jax import convert, models
+from vmae_jax.data import annotations
 from vmae_jax.main import run
 from vmae_jax.weights import initialize
 from vmae_jax.weights.initialize import restore_any
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
-LABELS = os.path.join(ROOT, '..', 'shared', 'data', 'kinetics-labels')
+LABELS = annotations.KINETICS_DIR   # the class lists shipped with the package
 ADAPTER_CONFIGS = ['uniformerv2_b16_k400', 'uniformerv2_b16_ssv2', 'evl_b16_k400']
 
 

@@ -5,7 +5,7 @@ UniFormerV2 (local UniBlocks' last conv, global blocks' out-projections, query t
     downsampling, whose conv1 is centre-inflated), in train and eval mode;
   * the query token is exactly 0 after every global block, so logits = head(LN(0.5 · mean_t CLS_last));
   * the zero-initialised tensors still get gradients (the model can leave the identity).
-EVL: the offset-binned temporal cross-attention equals the spec's gathered W[idx] form, and is 0 at init.
+EVL: the offset-binned temporal cross-attention equals the original's gathered W[idx] form, and is 0 at init.
 """
 import flax.linen as nn
 import jax
@@ -125,7 +125,7 @@ def test_uniformerv2_batch_stats_train_and_eval():
 
 
 def test_uniformerv2_registered_sizes():
-  """Parameter counts of spec/adapters.md §A.8 (B/16 K400 114.55M; SSv2 162.99M with 174 classes)."""
+  """Parameter counts of docs/fidelity.md, "Adapters" (B/16 K400 114.55M; SSv2 162.99M with 174 classes)."""
   assert models.count_params('uniformerv2_b16', num_classes=400) == 114_552_208
   assert models.count_params('uniformerv2_l14', num_classes=400) / 1e6 == pytest.approx(354.10, abs=0.01)
   assert models.count_params('uniformerv2_b16', version='ssv2', num_classes=174) == 162_992_814
@@ -145,7 +145,8 @@ def test_clip_init_refuses_mismatch():
 
 
 def _tca_reference(q, k, w1, w2, h, w):
-  """The spec's form (§B.3): W[idx] gathered to (P, P, C), rows 0 (CLS) zero, frames t−1 (w1) and t+1 (w2)."""
+  """The original form (OpenGVLab/efficient-video-recognition model.py, TemporalCrossAttention): W[idx] gathered to
+  (P, P, C), rows 0 (CLS) zero, frames t−1 (w1) and t+1 (w2)."""
   qi, qj = np.divmod(np.arange(h * w), w)
   idx = (qi[:, None] - qi[None] + h - 1) * (2 * w - 1) + (qj[:, None] - qj[None] + w - 1)
 
@@ -185,7 +186,8 @@ def test_evl_at_init_and_sizes():
   np.testing.assert_allclose(feats[-1][0], expected, atol=1e-5, rtol=0)   # the last block's output is CLIP's
   query = m.apply(variables, video, method=m.encode)
   assert float(jnp.abs(query).max()) > 0     # EVL's decoder is not zero-initialised
-  # trainable (everything outside the backbone) 33.18M and backbone 85.80M for B/16 with 400 classes (§B.4)
+  # trainable (everything outside the backbone) 33.18M and backbone 85.80M for B/16 with 400 classes
+  # (docs/fidelity.md, "Adapters")
   counts = jax.tree_util.tree_map(lambda a: int(np.prod(a.shape)),
                                   nn.unbox(models.abstract_params(models.get_config('evl_b16', num_classes=400))))
   backbone = sum(jax.tree_util.tree_leaves(counts.pop('backbone')))

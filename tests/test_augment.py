@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from vmae_jax.data import augment as A
+from vmae_jax import constants
+from vmae_jax.data import augment, geometry, mixing, randaugment
 
 
 def _clip(seed=0, shape=(4, 48, 64, 3)):
@@ -30,36 +31,36 @@ def _smooth_clip(seed=0, shape=(4, 48, 64, 3)):
 
 def test_fixed_crop_offsets_official_order():
   # 340x256 frame, 224x224 crop: steps (340-224)//4 = 29, (256-224)//4 = 8.
-  assert A.fixed_crop_offsets(340, 256, 224, 224, more_fix_crop=True) == [
+  assert geometry.fixed_crop_offsets(340, 256, 224, 224, more_fix_crop=True) == [
       (0, 0), (116, 0), (0, 32), (116, 32), (58, 16),                  # corners, centre
       (0, 16), (116, 16), (58, 32), (58, 0),                           # middle-left/right, bottom/top-middle
       (29, 8), (87, 8), (29, 24), (87, 24)]                            # quarter points
-  assert A.fixed_crop_offsets(340, 256, 224, 224, more_fix_crop=False) == [
+  assert geometry.fixed_crop_offsets(340, 256, 224, 224, more_fix_crop=False) == [
       (0, 0), (116, 0), (0, 32), (116, 32), (58, 16)]
 
 
 def test_multi_scale_crop_sizes_snap_and_distortion():
   # base 256: int(256·[1, .875, .75, .66]) = [256, 224, 192, 168]; pairs with |i−j| <= 1, height index outer.
-  assert A.multi_scale_crop_sizes(340, 256, 224) == [
+  assert geometry.multi_scale_crop_sizes(340, 256, 224) == [
       (256, 256), (224, 256), (256, 224), (224, 224), (192, 224), (224, 192), (192, 192), (168, 192),
       (192, 168), (168, 168)]
   # base 255: int(255·.875) = 223 is within 3 px of 224 → snapped; 191 and 168 stay.
-  sizes = {s for pair in A.multi_scale_crop_sizes(300, 255, 224) for s in pair}
+  sizes = {s for pair in geometry.multi_scale_crop_sizes(300, 255, 224) for s in pair}
   assert sizes == {255, 224, 191, 168}
-  assert len(A.multi_scale_crop_sizes(300, 255, 224, max_distort=0)) == 4
+  assert len(geometry.multi_scale_crop_sizes(300, 255, 224, max_distort=0)) == 4
   # base 253: int(253·.875) = 221 is 3 px away → kept as is.
-  assert {s for pair in A.multi_scale_crop_sizes(300, 253, 224) for s in pair} == {253, 221, 189, 166}
+  assert {s for pair in geometry.multi_scale_crop_sizes(300, 253, 224) for s in pair} == {253, 221, 189, 166}
 
 
 def test_multi_scale_crop_box_draws_from_the_official_candidates():
   width, height = 340, 256
-  pairs = A.multi_scale_crop_sizes(width, height, 224)
+  pairs = geometry.multi_scale_crop_sizes(width, height, 224)
   rng = np.random.default_rng(0)
   seen_pairs, seen_offsets = set(), set()
   for _ in range(3000):
-    x, y, w, h = A.multi_scale_crop_box(rng, width, height, 224)
+    x, y, w, h = geometry.multi_scale_crop_box(rng, width, height, 224)
     assert (w, h) in pairs
-    grid = A.fixed_crop_offsets(width, height, w, h)
+    grid = geometry.fixed_crop_offsets(width, height, w, h)
     assert (x, y) in grid
     assert 0 <= x and x + w <= width and 0 <= y and y + h <= height
     seen_pairs.add((w, h))
@@ -70,32 +71,32 @@ def test_multi_scale_crop_box_draws_from_the_official_candidates():
 
 def test_multi_scale_crop_box_without_fixed_grid_is_uniform_within_bounds():
   rng = np.random.default_rng(1)
-  boxes = [A.multi_scale_crop_box(rng, 340, 256, 224, fix_crop=False) for _ in range(500)]
+  boxes = [geometry.multi_scale_crop_box(rng, 340, 256, 224, fix_crop=False) for _ in range(500)]
   off_grid = 0
   for x, y, w, h in boxes:
     assert 0 <= x <= 340 - w and 0 <= y <= 256 - h
-    off_grid += (x, y) not in A.fixed_crop_offsets(340, 256, w, h)
+    off_grid += (x, y) not in geometry.fixed_crop_offsets(340, 256, w, h)
   assert off_grid > 400
 
 
 def test_crop_resize_uses_one_box_for_every_frame():
   clip = _clip(2, (5, 60, 80, 3))
   box = (7, 3, 50, 41)
-  out = A.crop_resize(clip, box, 32)
+  out = geometry.crop_resize(clip, box, 32)
   assert out.shape == (5, 32, 32, 3) and out.dtype == np.uint8
   for t in range(5):
     ref = Image.fromarray(clip[t]).crop((7, 3, 57, 44)).resize((32, 32), Image.Resampling.BILINEAR)
     np.testing.assert_array_equal(out[t], np.asarray(ref))
   # A box sticking out of the frame is zero-padded exactly like PIL's crop.
-  out = A.crop_resize(clip, (70, 50, 20, 20), 20)
+  out = geometry.crop_resize(clip, (70, 50, 20, 20), 20)
   ref = Image.fromarray(clip[0]).crop((70, 50, 90, 70)).resize((20, 20), Image.Resampling.BILINEAR)
   np.testing.assert_array_equal(out[0], np.asarray(ref))
 
 
 def test_pretrain_transform_matches_pil_crop_of_the_sampled_box():
   clip = _clip(3, (4, 64, 80, 3))
-  out = A.pretrain_transform(np.random.default_rng(5), clip, 32)
-  x, y, w, h = A.multi_scale_crop_box(np.random.default_rng(5), 80, 64, 32)
+  out = augment.pretrain_transform(np.random.default_rng(5), clip, 32)
+  x, y, w, h = geometry.multi_scale_crop_box(np.random.default_rng(5), 80, 64, 32)
   for t in range(4):
     ref = Image.fromarray(clip[t]).crop((x, y, x + w, y + h)).resize((32, 32), Image.Resampling.BILINEAR)
     np.testing.assert_array_equal(out[t], np.asarray(ref))
@@ -109,7 +110,7 @@ def test_random_resized_crop_box_bounds_area_and_ratio():
   height, width = 256, 340
   areas, ratios = [], []
   for _ in range(2000):
-    x, y, w, h = A.random_resized_crop_box(rng, height, width, (0.08, 1.0), (3 / 4, 4 / 3))
+    x, y, w, h = geometry.random_resized_crop_box(rng, height, width, (0.08, 1.0), (3 / 4, 4 / 3))
     assert 0 <= x and x + w <= width and 0 <= y and y + h <= height and w > 0 and h > 0
     areas.append(w * h / (height * width))
     ratios.append(w / h)
@@ -123,19 +124,19 @@ def test_random_resized_crop_box_bounds_area_and_ratio():
 def test_random_resized_crop_box_fallback_clamps_the_ratio():
   rng = np.random.default_rng(0)
   # An area scale above 1 never fits, so the centred fallback is taken.
-  assert A.random_resized_crop_box(rng, 100, 400, (2.0, 3.0), (0.75, 4 / 3)) == ((400 - 133) // 2, 0, 133, 100)
-  assert A.random_resized_crop_box(rng, 400, 100, (2.0, 3.0), (0.75, 4 / 3)) == (0, (400 - 133) // 2, 100, 133)
-  assert A.random_resized_crop_box(rng, 100, 120, (2.0, 3.0), (0.75, 4 / 3)) == (0, 0, 120, 100)
+  assert geometry.random_resized_crop_box(rng, 100, 400, (2.0, 3.0), (0.75, 4 / 3)) == ((400 - 133) // 2, 0, 133, 100)
+  assert geometry.random_resized_crop_box(rng, 400, 100, (2.0, 3.0), (0.75, 4 / 3)) == (0, (400 - 133) // 2, 100, 133)
+  assert geometry.random_resized_crop_box(rng, 100, 120, (2.0, 3.0), (0.75, 4 / 3)) == (0, 0, 120, 100)
 
 
 def test_random_resized_crop_box_accepts_full_width_and_reaches_every_offset():
   # area 0.5·100², ratio 2 → w = 100 = width (accepted, as 0 < w <= W), h = 50, top uniform in [0, 50];
   # the fallback would always give top = 25.
   rng = np.random.default_rng(0)
-  tops = {A.random_resized_crop_box(rng, 100, 100, (0.5, 0.5), (2.0, 2.0))[1] for _ in range(400)}
+  tops = {geometry.random_resized_crop_box(rng, 100, 100, (0.5, 0.5), (2.0, 2.0))[1] for _ in range(400)}
   assert len(tops) > 30 and min(tops) == 0 and max(tops) == 50
   # 9x9 boxes in a 10x12 frame: every offset, both ends included.
-  boxes = {A.random_resized_crop_box(rng, 10, 12, (0.64, 0.64), (1.0, 1.0)) for _ in range(300)}
+  boxes = {geometry.random_resized_crop_box(rng, 10, 12, (0.64, 0.64), (1.0, 1.0)) for _ in range(300)}
   assert {b[2:] for b in boxes} == {(9, 9)}
   assert {b[0] for b in boxes} == {0, 1, 2, 3} and {b[1] for b in boxes} == {0, 1}
 
@@ -152,25 +153,25 @@ def test_resize_bilinear_matches_torch_interpolate(out_hw):
   rng = np.random.default_rng(0)
   # Normalised-scale data (what the official crop interpolates): within 1e-4.
   x = rng.standard_normal((3, 37, 53, 3)).astype(np.float32)
-  np.testing.assert_allclose(A.resize_bilinear(x, out_hw), ref(x), atol=1e-4, rtol=0)
+  np.testing.assert_allclose(geometry.resize_bilinear(x, out_hw), ref(x), atol=1e-4, rtol=0)
   # Raw 0..255 values: the same up to float32 summation order (about 2e-6 relative).
   u = rng.integers(0, 256, (3, 37, 53, 3), dtype=np.uint8)
-  np.testing.assert_allclose(A.resize_bilinear(u, out_hw), ref(u.astype(np.float32)), atol=2e-3, rtol=0)
+  np.testing.assert_allclose(geometry.resize_bilinear(u, out_hw), ref(u.astype(np.float32)), atol=2e-3, rtol=0)
   # uint8 in and out: torch rounds its own fixed-point result, ±1.
-  out = A.crop_resize(u, (0, 0, 53, 37), out_hw, 'torch_bilinear')
+  out = geometry.crop_resize(u, (0, 0, 53, 37), out_hw, 'torch_bilinear')
   assert np.abs(out.astype(int) - ref(u).astype(int)).max() <= 1
 
 
 def test_resize_bilinear_is_not_pil_antialiased():
   # Shrinking 4x: PIL's bilinear averages a wide window, torch's samples 2 taps. Make sure we are the latter.
   x = _clip(1, (1, 64, 64, 3))
-  ours = np.rint(A.resize_bilinear(x, 16)).astype(np.uint8)
+  ours = np.rint(geometry.resize_bilinear(x, 16)).astype(np.uint8)
   pil = np.asarray(Image.fromarray(x[0]).resize((16, 16), Image.Resampling.BILINEAR))
   assert np.abs(ours[0].astype(int) - pil).max() > 20
   # Output pixel (i, j) with scale 4 samples source 4i+1.5: the mean of pixels 4i+1 and 4i+2.
   expected = x[0, 1::4][:, 1::4].astype(np.float32) * 0.25 + x[0, 1::4][:, 2::4] * 0.25 \
       + x[0, 2::4][:, 1::4] * 0.25 + x[0, 2::4][:, 2::4] * 0.25
-  np.testing.assert_allclose(A.resize_bilinear(x, 16)[0], expected, atol=1e-3)
+  np.testing.assert_allclose(geometry.resize_bilinear(x, 16)[0], expected, atol=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -180,23 +181,23 @@ def test_horizontal_flip_all_frames_or_none():
   clip = _clip(4)
   flips = 0
   for seed in range(40):
-    out = A.horizontal_flip(np.random.default_rng(seed), clip)
+    out = geometry.horizontal_flip(np.random.default_rng(seed), clip)
     if np.array_equal(out, clip[:, :, ::-1]):
       flips += 1
     else:
       np.testing.assert_array_equal(out, clip)
     assert out is not clip
   assert 8 < flips < 32
-  assert np.array_equal(A.horizontal_flip(np.random.default_rng(0), clip, prob=1.0), clip[:, :, ::-1])
-  assert np.array_equal(A.horizontal_flip(np.random.default_rng(0), clip, prob=0.0), clip)
+  assert np.array_equal(geometry.horizontal_flip(np.random.default_rng(0), clip, prob=1.0), clip[:, :, ::-1])
+  assert np.array_equal(geometry.horizontal_flip(np.random.default_rng(0), clip, prob=0.0), clip)
 
 
 def test_normalize_values():
   clip = np.zeros((1, 1, 3, 3), np.uint8)
   clip[0, 0, 1] = 255
   clip[0, 0, 2] = (124, 116, 104)
-  out = A.normalize(clip)
-  mean, std = np.array(A.IMAGENET_MEAN), np.array(A.IMAGENET_STD)
+  out = augment.normalize(clip)
+  mean, std = np.array(constants.IMAGENET_MEAN), np.array(constants.IMAGENET_STD)
   assert out.dtype == np.float32
   np.testing.assert_allclose(out[0, 0, 0], -mean / std, rtol=1e-6)
   np.testing.assert_allclose(out[0, 0, 1], (1 - mean) / std, rtol=1e-6)
@@ -208,27 +209,27 @@ def test_normalize_values():
 # RandAugment
 
 def test_parse_rand_augment_official_string():
-  assert A.parse_rand_augment('rand-m7-n4-mstd0.5-inc1') == {
+  assert randaugment.parse_rand_augment('rand-m7-n4-mstd0.5-inc1') == {
       'magnitude': 7.0, 'num_layers': 4, 'magnitude_std': 0.5, 'increasing': True, 'prob': 0.5}
-  assert A.parse_rand_augment('rand-m9-mstd101') == {
+  assert randaugment.parse_rand_augment('rand-m9-mstd101') == {
       'magnitude': 9.0, 'num_layers': 2, 'magnitude_std': math.inf, 'increasing': False, 'prob': 0.5}
   with pytest.raises(ValueError):
-    A.parse_rand_augment('augmix-m5')
+    randaugment.parse_rand_augment('augmix-m5')
 
 
 def test_rand_augment_op_sets():
-  assert len(A.RAND_INCREASING_OPS) == len(A.RAND_OPS) == 15
-  assert 'PosterizeIncreasing' in A.RAND_INCREASING_OPS and 'Posterize' not in A.RAND_INCREASING_OPS
-  assert {'TranslateXRel', 'TranslateYRel'} <= set(A.RAND_INCREASING_OPS)
-  assert not {'TranslateX', 'TranslateY', 'Cutout'} & set(A.RAND_INCREASING_OPS)
+  assert len(randaugment.RAND_INCREASING_OPS) == len(randaugment.RAND_OPS) == 15
+  assert 'PosterizeIncreasing' in randaugment.RAND_INCREASING_OPS and 'Posterize' not in randaugment.RAND_INCREASING_OPS
+  assert {'TranslateXRel', 'TranslateYRel'} <= set(randaugment.RAND_INCREASING_OPS)
+  assert not {'TranslateX', 'TranslateY', 'Cutout'} & set(randaugment.RAND_INCREASING_OPS)
 
 
 def test_rand_augment_params_distribution():
   rng = np.random.default_rng(0)
-  layers = [A.rand_augment_params(rng) for _ in range(3000)]
+  layers = [randaugment.rand_augment_params(rng) for _ in range(3000)]
   assert all(len(p) == 4 for p in layers)
   flat = [op for p in layers for op in p]
-  assert {op.name for op in flat} == set(A.RAND_INCREASING_OPS)
+  assert {op.name for op in flat} == set(randaugment.RAND_INCREASING_OPS)
   applied = [op for op in flat if op.applied]
   assert 0.47 < len(applied) / len(flat) < 0.53                      # each layer fires with p 0.5
   assert all(op.magnitude is None and op.arg is None for op in flat if not op.applied)
@@ -257,11 +258,11 @@ def test_rand_augment_params_distribution():
 
 def test_rand_augment_magnitude_is_clipped_to_0_10():
   rng = np.random.default_rng(1)
-  high = [op.magnitude for _ in range(300) for op in A.rand_augment_params(rng, 10, 4, 2.0) if op.applied]
-  low = [op.magnitude for _ in range(300) for op in A.rand_augment_params(rng, 0, 4, 2.0) if op.applied]
+  high = [op.magnitude for _ in range(300) for op in randaugment.rand_augment_params(rng, 10, 4, 2.0) if op.applied]
+  low = [op.magnitude for _ in range(300) for op in randaugment.rand_augment_params(rng, 0, 4, 2.0) if op.applied]
   assert max(high) == 10.0 and min(high) < 10 and sum(m == 10.0 for m in high) > len(high) / 3
   assert min(low) == 0.0 and max(low) > 0
-  fixed = [op.magnitude for op in A.rand_augment_params(rng, 7, 50, 0.0, prob=1.0)]
+  fixed = [op.magnitude for op in randaugment.rand_augment_params(rng, 7, 50, 0.0, prob=1.0)]
   assert fixed == [7.0] * 50                                          # std 0: no noise; prob 1: always applied
 
 
@@ -269,7 +270,7 @@ def test_known_arguments_at_magnitude_7():
   rng = np.random.default_rng(0)
   args = {}
   for _ in range(200):
-    for op in A.rand_augment_params(rng, 7, 4, 0.0, prob=1.0):
+    for op in randaugment.rand_augment_params(rng, 7, 4, 0.0, prob=1.0):
       args.setdefault(op.name, set()).add(op.arg)
   assert args['PosterizeIncreasing'] == {2}
   assert args['SolarizeIncreasing'] == {77}
@@ -277,7 +278,7 @@ def test_known_arguments_at_magnitude_7():
   assert args['Rotate'] == {21.0, -21.0}
   assert {round(a, 6) for a in args['ColorIncreasing']} == {1.63, 0.37}
   assert {round(a, 6) for a in args['TranslateXRel']} == {0.315, -0.315}
-  plain = {op.name: op.arg for _ in range(200) for op in A.rand_augment_params(rng, 7, 4, 0.0, False, 1.0)}
+  plain = {op.name: op.arg for _ in range(200) for op in randaugment.rand_augment_params(rng, 7, 4, 0.0, False, 1.0)}
   assert plain['Posterize'] == 2 and plain['Solarize'] == 179 and abs(plain['Contrast'] - 1.36) < 1e-9
 
 
@@ -286,7 +287,7 @@ def test_rand_augment_same_parameters_for_every_frame():
   clip = np.repeat(frame[None], 6, axis=0)
   changed = 0
   for seed in range(30):
-    out = A.rand_augment(np.random.default_rng(seed), clip)
+    out = randaugment.rand_augment(np.random.default_rng(seed), clip)
     assert out.shape == clip.shape and out.dtype == np.uint8
     for t in range(1, 6):
       np.testing.assert_array_equal(out[t], out[0])
@@ -294,11 +295,11 @@ def test_rand_augment_same_parameters_for_every_frame():
   assert changed > 20
   # Parameters are drawn once: the clip result equals applying the same parameters to each frame alone.
   varied = _smooth_clip(4, (3, 40, 56, 3))
-  params = A.rand_augment_params(np.random.default_rng(11), prob=1.0)
-  out = A.apply_rand_augment(varied, params)
+  params = randaugment.rand_augment_params(np.random.default_rng(11), prob=1.0)
+  out = randaugment.apply_rand_augment(varied, params)
   for t in range(3):
-    np.testing.assert_array_equal(out[t], A.apply_rand_augment(varied[t:t + 1], params)[0])
-  np.testing.assert_array_equal(A.rand_augment(np.random.default_rng(11), varied, prob=1.0), out)
+    np.testing.assert_array_equal(out[t], randaugment.apply_rand_augment(varied[t:t + 1], params)[0])
+  np.testing.assert_array_equal(randaugment.rand_augment(np.random.default_rng(11), varied, prob=1.0), out)
 
 
 def _pil_reference(im, name, arg):
@@ -332,12 +333,12 @@ def _pil_reference(im, name, arg):
   return enhancer(im).enhance(arg)
 
 
-@pytest.mark.parametrize('name', A.RAND_INCREASING_OPS)
+@pytest.mark.parametrize('name', randaugment.RAND_INCREASING_OPS)
 def test_each_op_matches_the_official_pil_call(name):
   clip = _smooth_clip(5, (2, 36, 52, 3))
   rng = np.random.default_rng(0)
-  op = A.RandAugOp(name, True, 7.0, A._level_to_arg(name, 7.0, rng))
-  out = A.apply_rand_augment(clip, [op])
+  op = randaugment.RandAugOp(name, True, 7.0, randaugment._level_to_arg(name, 7.0, rng))
+  out = randaugment.apply_rand_augment(clip, [op])
   for t in range(2):
     np.testing.assert_array_equal(out[t], np.asarray(_pil_reference(Image.fromarray(clip[t]), name, op.arg)))
   if name not in ('Equalize', 'AutoContrast'):   # those can be no-ops on a full-range frame
@@ -346,17 +347,17 @@ def test_each_op_matches_the_official_pil_call(name):
 
 def test_geometric_ops_fill_with_grey():
   clip = np.full((1, 40, 40, 3), 255, np.uint8)
-  out = A.apply_rand_augment(clip, [A.RandAugOp('Rotate', True, 10.0, 30.0)])
+  out = randaugment.apply_rand_augment(clip, [randaugment.RandAugOp('Rotate', True, 10.0, 30.0)])
   np.testing.assert_array_equal(out[0, 0, 0], [128, 128, 128])
-  out = A.apply_rand_augment(clip, [A.RandAugOp('TranslateXRel', True, 10.0, 0.45)])
+  out = randaugment.apply_rand_augment(clip, [randaugment.RandAugOp('TranslateXRel', True, 10.0, 0.45)])
   np.testing.assert_array_equal(out[0, 20, -1], [128, 128, 128])   # shifted left: right edge uncovered
   np.testing.assert_array_equal(out[0, 20, 0], [255, 255, 255])
 
 
 def test_skipped_layers_leave_the_clip_unchanged():
   clip = _clip(6)
-  params = [A.RandAugOp('Invert', False), A.RandAugOp('Rotate', False)]
-  out = A.apply_rand_augment(clip, params)
+  params = [randaugment.RandAugOp('Invert', False), randaugment.RandAugOp('Rotate', False)]
+  out = randaugment.apply_rand_augment(clip, params)
   np.testing.assert_array_equal(out, clip)
   assert out is not clip
 
@@ -366,7 +367,7 @@ def test_skipped_layers_leave_the_clip_unchanged():
 
 def test_random_erasing_prob_zero_is_identity():
   video = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype(np.float32)
-  out = A.random_erasing(np.random.default_rng(0), video, prob=0.0)
+  out = augment.random_erasing(np.random.default_rng(0), video, prob=0.0)
   np.testing.assert_array_equal(out, video)
   assert out is not video
 
@@ -375,7 +376,7 @@ def test_random_erasing_one_box_for_every_frame_fresh_noise():
   video = np.full((5, 40, 48, 3), 7.0, np.float32)   # 7 is never drawn from N(0, 1) in practice
   areas = []
   for seed in range(50):
-    out = A.random_erasing(np.random.default_rng(seed), video, prob=1.0)
+    out = augment.random_erasing(np.random.default_rng(seed), video, prob=1.0)
     np.testing.assert_array_equal(video, 7.0)           # input untouched
     mask = (out != 7.0).any(-1)
     for t in range(1, 5):
@@ -394,10 +395,10 @@ def test_random_erasing_one_box_for_every_frame_fresh_noise():
 def test_random_erasing_box_must_be_smaller_than_the_frame():
   # Every draw gives a 4x4 box on a 4x4 frame: rejected (h < H and w < W is required), so nothing is erased.
   video = np.zeros((2, 4, 4, 3), np.float32)
-  out = A.random_erasing(np.random.default_rng(0), video, prob=1.0, min_area=0.95, max_area=1.0, min_aspect=1.0)
+  out = augment.random_erasing(np.random.default_rng(0), video, prob=1.0, min_area=0.95, max_area=1.0, min_aspect=1.0)
   np.testing.assert_array_equal(out, video)
-  out = A.random_erasing(np.random.default_rng(0), np.zeros((2, 5, 5, 3), np.float32), prob=1.0, min_area=0.6,
-                         max_area=0.65, min_aspect=1.0)
+  out = augment.random_erasing(np.random.default_rng(0), np.zeros((2, 5, 5, 3), np.float32), prob=1.0, min_area=0.6,
+                               max_area=0.65, min_aspect=1.0)
   assert (out != 0).any(-1)[0].sum() == 16                      # 4x4 fits in 5x5
 
 
@@ -406,8 +407,8 @@ def test_random_erasing_attempts_100_with_cube_10_without():
   # (VideoMAE's cube variant) almost always find one; 10 attempts (timm's per-image variant) rarely do.
   def rate(**kw):
     video = np.zeros((1, 10, 10, 3), np.float32)
-    return np.mean([A.random_erasing(np.random.default_rng(s), video, prob=1.0, min_area=0.85, max_area=0.9,
-                                     **kw).any() for s in range(300)])
+    return np.mean([augment.random_erasing(np.random.default_rng(s), video, prob=1.0, min_area=0.85, max_area=0.9,
+                                           **kw).any() for s in range(300)])
   assert rate(cube=True) > 0.85
   assert rate(cube=False) < 0.45
   assert rate(cube=True, attempts=10) < 0.45
@@ -415,13 +416,13 @@ def test_random_erasing_attempts_100_with_cube_10_without():
 
 def test_random_erasing_probability():
   video = np.zeros((2, 24, 24, 3), np.float32)
-  erased = sum(A.random_erasing(np.random.default_rng(s), video, prob=0.25).any() for s in range(800))
+  erased = sum(augment.random_erasing(np.random.default_rng(s), video, prob=0.25).any() for s in range(800))
   assert 0.2 < erased / 800 < 0.3
 
 
 def test_random_erasing_without_cube_draws_per_frame():
   video = np.full((6, 40, 48, 3), 7.0, np.float32)
-  out = A.random_erasing(np.random.default_rng(3), video, prob=1.0, cube=False)
+  out = augment.random_erasing(np.random.default_rng(3), video, prob=1.0, cube=False)
   masks = (out != 7.0).any(-1)
   assert all(m.any() for m in masks)
   assert any(not np.array_equal(masks[0], m) for m in masks[1:])
@@ -435,9 +436,9 @@ def test_finetune_transform_matches_the_official_order_in_torch():
   torch = pytest.importorskip('torch')
   import torch.nn.functional as F
   clip = _clip(7, (4, 60, 80, 3))
-  out = A.finetune_transform(np.random.default_rng(9), clip, 32, flip=False, rand_aug=False, erase_prob=0.0)
-  x, y, w, h = A.random_resized_crop_box(np.random.default_rng(9), 60, 80, (0.08, 1.0), (0.75, 1.3333))
-  mean, std = torch.tensor(A.IMAGENET_MEAN), torch.tensor(A.IMAGENET_STD)
+  out = augment.finetune_transform(np.random.default_rng(9), clip, 32, flip=False, rand_aug=False, erase_prob=0.0)
+  x, y, w, h = geometry.random_resized_crop_box(np.random.default_rng(9), 60, 80, (0.08, 1.0), (0.75, 1.3333))
+  mean, std = torch.tensor(constants.IMAGENET_MEAN), torch.tensor(constants.IMAGENET_STD)
   frames = (torch.from_numpy(clip).float() / 255.0 - mean) / std               # (T, H, W, C)
   crop = frames.permute(3, 0, 1, 2)[:, :, y:y + h, x:x + w]                    # (C, T, h, w) as the official
   ref = F.interpolate(crop, size=(32, 32), mode='bilinear', align_corners=False).permute(1, 2, 3, 0).numpy()
@@ -449,8 +450,8 @@ def test_finetune_flip_is_folded_into_the_resize():
   clip = _clip(8, (3, 50, 70, 3))
   flipped = 0
   for seed in range(20):
-    a = A.finetune_transform(np.random.default_rng(seed), clip, 24, flip=True, rand_aug=False, erase_prob=0.0)
-    b = A.finetune_transform(np.random.default_rng(seed), clip, 24, flip=False, rand_aug=False, erase_prob=0.0)
+    a = augment.finetune_transform(np.random.default_rng(seed), clip, 24, flip=True, rand_aug=False, erase_prob=0.0)
+    b = augment.finetune_transform(np.random.default_rng(seed), clip, 24, flip=False, rand_aug=False, erase_prob=0.0)
     if np.array_equal(a, b[:, :, ::-1]) and not np.array_equal(a, b):
       flipped += 1
     else:
@@ -460,7 +461,7 @@ def test_finetune_flip_is_folded_into_the_resize():
 
 def test_transforms_are_deterministic_per_seed():
   clip = _smooth_clip(9, (4, 64, 80, 3))
-  for fn in (lambda r: A.finetune_transform(r, clip, 32), lambda r: A.pretrain_transform(r, clip, 32)):
+  for fn in (lambda r: augment.finetune_transform(r, clip, 32), lambda r: augment.pretrain_transform(r, clip, 32)):
     a, b, c = fn(np.random.default_rng(1)), fn(np.random.default_rng(1)), fn(np.random.default_rng(2))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -478,39 +479,39 @@ def _coordinate_clip(height, width, frames=2):
 
 
 def test_eval_views_offsets_along_the_long_side():
-  views = A.eval_views(_coordinate_clip(224, 398), 224, 224, 3)   # already short side 224: no resize
+  views = geometry.eval_views(_coordinate_clip(224, 398), 224, 224, 3)   # already short side 224: no resize
   starts = [int(v[0, 0, 0, 0]) + 256 * int(v[0, 0, 0, 1]) for v in views]
   assert starts == [0, 87, 174]
   assert all(v.shape == (2, 224, 224, 3) for v in views)
-  tall = A.eval_views(_coordinate_clip(398, 224), 224, 224, 3)
+  tall = geometry.eval_views(_coordinate_clip(398, 224), 224, 224, 3)
   assert [int(v[0, 0, 0, 2]) for v in tall] == [0, 87, 174]      # vertical crops when H >= W
   assert all(int(v[0, 0, 0, 0]) == 0 for v in tall)
 
 
 def test_eval_views_offsets_truncate():
-  views = A.eval_views(_coordinate_clip(224, 402), 224, 224, 4)  # step 178/3: int(118.67) = 118
+  views = geometry.eval_views(_coordinate_clip(224, 402), 224, 224, 4)  # step 178/3: int(118.67) = 118
   assert [int(v[0, 0, 0, 0]) for v in views] == [0, 59, 118, 178]
-  assert A.short_side_size(256, 340, 224) == (224, 297)         # int(297.5), not round
-  assert A.short_side_size(340, 256, 224) == (297, 224)
+  assert geometry.short_side_size(256, 340, 224) == (224, 297)         # int(297.5), not round
+  assert geometry.short_side_size(340, 256, 224) == (297, 224)
 
 
 def test_eval_views_resize_then_crop():
   clip = _smooth_clip(10, (2, 256, 340, 3))
-  resized = A.resize_short_side(clip, 224)
+  resized = geometry.resize_short_side(clip, 224)
   assert resized.shape == (2, 224, 297, 3)                          # int(224·340/256) = 297
-  views = A.eval_views(clip, 224, 224, 3)
+  views = geometry.eval_views(clip, 224, 224, 3)
   for view, x in zip(views, (0, 36, 73)):                            # int(j·73/2)
     np.testing.assert_array_equal(view, resized[:, :, x:x + 224])
-  centre = A.center_crop_view(clip, 224, 224)                        # round(73/2) = 36 (half to even)
+  centre = geometry.center_crop_view(clip, 224, 224)                        # round(73/2) = 36 (half to even)
   np.testing.assert_array_equal(centre, resized[:, :, 36:260])
-  np.testing.assert_array_equal(A.eval_views(clip, 224, 224, 1)[0], centre)
+  np.testing.assert_array_equal(geometry.eval_views(clip, 224, 224, 1)[0], centre)
 
 
 def test_resize_short_side_matches_torch_bilinear():
   torch = pytest.importorskip('torch')
   import torch.nn.functional as F
   clip = _clip(11, (2, 90, 120, 3))
-  out = A.resize_short_side(clip, 64)
+  out = geometry.resize_short_side(clip, 64)
   assert out.shape == (2, 64, 85, 3)
   ref = F.interpolate(torch.from_numpy(clip).permute(0, 3, 1, 2).float(), size=(64, 85), mode='bilinear',
                       align_corners=False).permute(0, 2, 3, 1).numpy()
@@ -529,8 +530,8 @@ def _batch(b=4, t=3, h=20, w=24):
 
 def test_mixup_targets_and_videos():
   videos, labels = _batch(), np.array([0, 1, 2, 3])
-  out, targets = A.mixup_cutmix(np.random.default_rng(0), videos, labels, 5, mixup_alpha=0.8, cutmix_alpha=0.0)
-  lam = A.mixup_cutmix_params(np.random.default_rng(0), 20, 24, 0.8, 0.0).lam
+  out, targets = mixing.mixup_cutmix(np.random.default_rng(0), videos, labels, 5, mixup_alpha=0.8, cutmix_alpha=0.0)
+  lam = mixing.mixup_cutmix_params(np.random.default_rng(0), 20, 24, 0.8, 0.0).lam
   assert 0 < lam < 1
   np.testing.assert_allclose(out, lam * videos + (1 - lam) * videos[::-1], rtol=1e-6)
   off, on = 0.1 / 5, 1 - 0.1 + 0.1 / 5
@@ -544,9 +545,9 @@ def test_mixup_targets_and_videos():
 def test_cutmix_box_is_shared_by_every_frame_and_corrects_lambda():
   videos, labels = _batch(), np.array([3, 1, 4, 0])
   for seed in range(20):
-    out, targets = A.mixup_cutmix(np.random.default_rng(seed), videos, labels, 6, mixup_alpha=0.0,
-                                  cutmix_alpha=1.0)
-    params = A.mixup_cutmix_params(np.random.default_rng(seed), 20, 24, 0.0, 1.0)
+    out, targets = mixing.mixup_cutmix(np.random.default_rng(seed), videos, labels, 6, mixup_alpha=0.0,
+                                       cutmix_alpha=1.0)
+    params = mixing.mixup_cutmix_params(np.random.default_rng(seed), 20, 24, 0.0, 1.0)
     changed = (out != videos).any(-1)                            # (B, T, H, W)
     for i in range(4):
       for t in range(3):
@@ -563,10 +564,10 @@ def test_cutmix_box_is_shared_by_every_frame_and_corrects_lambda():
 
 def test_mixup_switch_and_prob():
   videos, labels = _batch(), np.arange(4)
-  kinds = [A.mixup_cutmix_params(np.random.default_rng(s), 20, 24).box is not None for s in range(400)]
+  kinds = [mixing.mixup_cutmix_params(np.random.default_rng(s), 20, 24).box is not None for s in range(400)]
   assert 0.4 < np.mean(kinds) < 0.6                               # switch_prob 0.5
-  out, targets = A.mixup_cutmix(np.random.default_rng(0), videos, labels, 4, prob=0.0)
+  out, targets = mixing.mixup_cutmix(np.random.default_rng(0), videos, labels, 4, prob=0.0)
   np.testing.assert_array_equal(out, videos)                      # no mixing: smoothed one-hot only
   np.testing.assert_allclose(targets, np.eye(4) * 0.9 + 0.1 / 4, rtol=1e-6)
   with pytest.raises(ValueError):
-    A.mixup_cutmix(np.random.default_rng(0), videos[:3], labels[:3], 4)
+    mixing.mixup_cutmix(np.random.default_rng(0), videos[:3], labels[:3], 4)

@@ -1,7 +1,8 @@
 """The step benchmark harness (`python -m vmae_jax.bench step`) and the model-FLOPs formula behind its MFU.
 
 Timed figures never appear here (they go to BENCHMARKS.md); these tests check that every figure is produced, that
-the step really trains, and that the analytic FLOPs agree with XLA's own count and with the spec's table.
+the step really trains, and that the analytic FLOPs agree with XLA's own count and with the hand-computed figures
+of docs/fidelity.md, "FLOPs".
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from vmae_jax import bench, models
-from vmae_jax.bench import flops, step
+from vmae_jax import models
+from vmae_jax.bench import cli, flops, step
 from vmae_jax.models.config import ConfigError
 
 # a tiny ViT-S-shaped model: 2x2x2 token grid, one block each side, narrow widths (seconds to compile)
@@ -26,7 +27,7 @@ POSITIVE = ('compile_s', 'step_s', 'clips_per_s', 'forward_gflop_per_clip', 'tra
 
 
 def _run(capsys, *args) -> dict:
-  assert bench.main(['step', *args]) == 0
+  assert cli.main(['step', *args]) == 0
   last = capsys.readouterr().out.strip().splitlines()[-1]
   return json.loads(last)
 
@@ -90,14 +91,15 @@ def test_flops_formula_matches_xla_cost_analysis(mode):
   assert 1.0 <= xla / ours <= 1.05, (xla, ours)
 
 
-def test_flops_match_the_spec_table():
-  """spec/perf-notes.md: ViT-B/16 V2 ≈ 144 and ViT-g/14 V2 ≈ 1430 train GFLOP/clip (no cube embedding there)."""
+def test_flops_match_the_hand_counted_table():
+  """docs/fidelity.md, "FLOPs": ViT-B/16 V2 ≈ 144 and ViT-g/14 V2 ≈ 1430 train GFLOP/clip without the cube
+  embedding."""
   for name, spec in (('pretrain_videomae_base_patch16_224', 144), ('pretrain_videomae_giant_patch14_224', 1430)):
     config = step.model_config(name, 'v2')
     batch = step.host_batch(config, 'v2', 1)
     n_enc, n_pred = step.token_counts(config, batch)
     assert (n_enc, n_pred + n_enc) == ((160, 944) if 'base' in name else (208, 1232))
-    assert flops.spec_table_gflops(config, n_enc, n_pred) == pytest.approx(spec, rel=0.005)
+    assert flops.gflops_without_embedding(config, n_enc, n_pred) == pytest.approx(spec, rel=0.005)
     parts = flops.forward_flops(config, n_enc, n_pred)
     assert flops.train_flops(config, n_enc, n_pred) == 3 * parts['total']
     # the cube embedding runs on all tokens: 2·N·(3·2·p²)·D
@@ -106,7 +108,7 @@ def test_flops_match_the_spec_table():
 
 
 def test_mode_and_model_checks(capsys):
-  assert bench.main(['step', '--model=vit_small_patch16_224', '--mode=v1']) == 2
+  assert cli.main(['step', '--model=vit_small_patch16_224', '--mode=v1']) == 2
   assert 'needs a pretraining model' in capsys.readouterr().err
   ft = step.model_config('pretrain_videomae_base_patch16_224', 'finetune')
   assert ft.name == 'vit_base_patch16_224' and ft.num_classes == 400 and ft.kind == 'classifier'

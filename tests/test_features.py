@@ -10,7 +10,7 @@ import pytest
 
 import vmae_jax
 from vmae_jax import features, models
-from vmae_jax.data import augment, decode, videogen
+from vmae_jax.data import augment, decode, geometry, videogen
 from vmae_jax.models.config import ModelConfig
 from vmae_jax.weights import checkpoint
 
@@ -65,7 +65,7 @@ def _expected(ckpt, file, stride):
   m = vmae_jax.load(ckpt)
   record = {'file': file, 'path': file}
   n = decode.num_frames(record)
-  frames = augment.resize_bilinear(decode.decode_frames(record, np.arange(n)), 32) / np.float32(255)
+  frames = geometry.resize_bilinear(decode.decode_frames(record, np.arange(n)), 32) / np.float32(255)
   out = []
   for s in features.window_starts(n, 4, stride):
     idx = np.minimum(np.arange(s, s + 4), n - 1)
@@ -121,7 +121,7 @@ def test_list_file_pretrain_checkpoint_and_imagenet_normalisation(setup, tmp_pat
   # The pretraining encoder's mean token of the first window, with the evaluation view and mean/std.
   m = vmae_jax.load(ckpt)
   record = {'file': os.path.join(videos, 'long.mp4'), 'path': 'long'}
-  clip = augment.normalize(augment.center_crop_view(decode.decode_frames(record, np.arange(4)), 32, 32))
+  clip = augment.normalize(geometry.center_crop_view(decode.decode_frames(record, np.arange(4)), 32, 32))
   np.testing.assert_allclose(got[0], np.asarray(m.encode(clip[None]).mean(axis=1))[0], atol=1e-5)
   with pytest.raises(features.SourceError, match=r'list2.csv:2: video id .long. already given on line 1'):
     (tmp_path / 'list2.csv').write_text('long.mp4\nlong.avi\n')

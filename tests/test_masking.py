@@ -17,7 +17,7 @@ def test_tube_mask_counts_and_tubes(grid, ratio, per_frame_masked):
 
 
 def test_spec_token_count_table():
-  """spec/videomae.md §4.4, both patch sizes."""
+  """The token-count table of docs/fidelity.md, "Masks", both patch sizes."""
   for grid, vis, keep, loss_tokens in [((8, 14, 14), 160, 784, 704), ((8, 16, 16), 208, 1024, 920)]:
     for seed in range(5):
       m = masking.sample_masks(np.random.default_rng(seed), grid, 'tube', 0.9, 'run_cell', 0.5)
@@ -41,7 +41,8 @@ def test_indices_ascending_int32_and_complementary():
 
 def test_running_cell_four_patterns():
   patterns = masking.running_cell_patterns((8, 4, 6), 0.5).reshape(4, 8, 4, 6)
-  # Pattern 0 per the official generator (spec §4.2): cells for t = 0..3, repeating from t = 4.
+  # Pattern 0 per the official generator (OpenGVLab/VideoMAEv2 dataset/masking_generator.py; docs/fidelity.md,
+  # "Masks"): cells for t = 0..3, repeating from t = 4.
   expected = [[[1, 0], [0, 1]], [[0, 0], [1, 1]], [[0, 1], [1, 0]], [[1, 1], [0, 0]]]
   for t in range(8):
     cell = np.array(expected[t % 4], dtype=bool)

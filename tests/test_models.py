@@ -9,7 +9,7 @@ from vmae_jax import models
 from vmae_jax.data import masking
 from vmae_jax.models.config import ConfigError, ModelConfig
 
-# spec/videomae.md §1.1–1.2 and §8.
+# docs/fidelity.md, "Models" (the counts of the official modeling_finetune.py / modeling_pretrain.py models).
 SPEC_COUNTS = {
     ('vit_small_patch16_224', ()): 21_879_936,
     ('vit_base_patch16_224', ()): 86_227_200,

@@ -49,9 +49,10 @@ def test_weight_decay_mask():
 
 
 def test_layer_decay_factors_on_scanned_vit_b():
+  """decay^(L+1−layer_id) on the scanned blocks of ViT-B (docs/fidelity.md, "Recipes")."""
   params = nn.unbox(models.abstract_params(models.get_config('vit_base_patch16_224', num_classes=400)))
   f = optim.layer_decay_factors(params, depth=12, decay=0.75)
-  assert float(f['encoder']['patch_embed']['kernel']) == pytest.approx(0.75 ** 13)  # 0.0238 (spec §6.1)
+  assert float(f['encoder']['patch_embed']['kernel']) == pytest.approx(0.75 ** 13)  # 0.0238
   blocks = np.asarray(f['encoder']['blocks']['attn']['qkv_kernel']).reshape(-1)
   np.testing.assert_allclose(blocks, 0.75 ** (12 - np.arange(12)), rtol=1e-6)     # block 11 → ×0.75
   assert f['encoder']['blocks']['attn']['qkv_kernel'].shape == (12, 1, 1, 1, 1)

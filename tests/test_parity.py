@@ -108,7 +108,8 @@ def test_pretrain_matches_original(tmp_path, shape, dual):
 
 
 def test_pretrain_dual_masking_token_counts(tmp_path):
-  """Dual masking on a giant-shaped model at the giant's token grid layout (T'=8): static counts per spec §4.4."""
+  """Dual masking on a giant-shaped model at the giant's token grid layout (T'=8): static counts as in
+  docs/fidelity.md, "Masks"."""
   c = ModelConfig(kind='pretrain', **PRETRAIN_SHAPES['giantlike_t8_s56'])
   ms = masking.sample_masks(np.random.default_rng(0), (8, 16, 16), 'tube', 0.9, 'run_cell', 0.5)
   assert len(ms['visible_idx']) == 208 and len(ms['pred_idx']) == 1024 and ms['loss_weight'].sum() == 920
@@ -174,7 +175,8 @@ def test_classifier_matches_hf(tmp_path, shape):
 
 
 def test_v2_loss_equals_v1_when_decoder_keeps_every_masked_token(tmp_path):
-  """V2 with decoder_mask = ~encoder_mask is V1 (spec §3), through the same public API."""
+  """V2 with decoder_mask = ~encoder_mask is V1 (docs/fidelity.md, "Pixel target and loss"), through the same
+  public API."""
   c = ModelConfig(kind='pretrain', **PRETRAIN_SHAPES['t4_s32_p8'])
   m = _convert_pth(tmp_path, torch_refs.original_pretrain(c, seed=16), c)
   video = _video(c, 2, seed=17)

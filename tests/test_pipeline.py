@@ -8,7 +8,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from vmae_jax.data import pipeline
-from vmae_jax.data.sources import ListSource, SourceError, make_source
+from vmae_jax.data.annotations import SourceError
+from vmae_jax.data.sources import ListSource, make_source
 from vmae_jax.data.videogen import write_video
 from vmae_jax.parallel import device_batch
 from vmae_jax.train import schema

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from vmae_jax import models
-from vmae_jax.data.sources import read_class_names
+from vmae_jax.data import annotations
+from vmae_jax.data.annotations import read_class_names
 from vmae_jax.models.config import ModelConfig
 from vmae_jax.weights import initialize
 
-LABELS = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data', 'kinetics-labels')
+LABELS = annotations.KINETICS_DIR   # the class lists shipped with the package
 
 PT = ModelConfig(kind='pretrain', img_size=32, patch_size=8, num_frames=4, embed_dim=64, depth=2, num_heads=4,
                  decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)

@@ -13,7 +13,7 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 # Fine-tuning exercises every host and device random stream (RandAugment, erasing, Mixup/CutMix, drop path) plus
 # gradient accumulation (the optimizer state holds a half-filled accumulator between updates) and EMA.
-ARGS = ['--config=configs/vitb_k400_finetune.py:smoke', '--config.num_train_steps=10',
+ARGS = ['--config=configs/vitb_finetune.py:dataset=k400,smoke', '--config.num_train_steps=10',
         '--config.checkpoint_every_steps=2', '--config.optim.accumulate_steps=2', '--config.optim.ema_decay=0.9',
         '--config.eval.every_steps=0']
 
@@ -21,7 +21,7 @@ ARGS = ['--config=configs/vitb_k400_finetune.py:smoke', '--config.num_train_step
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
   e = dict(os.environ, VMAE_JAX_CACHE=str(tmp_path_factory.mktemp('cache')), JAX_PLATFORMS='cpu')
-  subprocess.run([sys.executable, '-c', 'from vmae_jax.data import synthetic; synthetic.ensure_synthetic('
+  subprocess.run([sys.executable, '-c', 'from vmae_jax.data import synthetic_cache; synthetic_cache.ensure_synthetic('
                   'num_classes=4, clips_per_class=6, num_frames=12, size=48)'], env=e, check=True, cwd=ROOT)
   return e
 

@@ -1,4 +1,4 @@
-"""Frame sampling against the official rules (spec/videomae.md §5.1, §6.2)."""
+"""Frame sampling against the official rules (docs/fidelity.md, "Sampling")."""
 import numpy as np
 import pytest
 

@@ -120,7 +120,7 @@ def test_two_processes_match_one(cache, tmp_path):
 
 
 def test_fsdp4_state_bytes_per_device(cache):
-  out = last_json(run([CHECKS, 'state_bytes', 'vitb_k400_pretrain', '(2,4,1)'], 8, cache))
+  out = last_json(run([CHECKS, 'state_bytes', 'vitb_pretrain:dataset=k400', '(2,4,1)'], 8, cache))
   # parameters: each device holds a quarter of the sharded ones plus every replicated one
   p_sharded = out['params_total'] - out['params_replicated']
   assert max(out['params_per_device']) <= p_sharded / 4 + out['params_replicated']

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from vmae_jax.data import synthetic
+from vmae_jax.data import synthetic, synthetic_cache
 
 TINY = dict(clips_per_class=3, num_frames=16, size=32)
 
@@ -28,8 +28,8 @@ def _lines(folder, split):
 
 
 def test_deterministic_real_h264_and_balanced(tmp_path):
-  a = synthetic.ensure_synthetic(cache_dir=str(tmp_path / 'a'), num_workers=1, **TINY)
-  b = synthetic.ensure_synthetic(cache_dir=str(tmp_path / 'b'), num_workers=1, **TINY)
+  a = synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path / 'a'), num_workers=1, **TINY)
+  b = synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path / 'b'), num_workers=1, **TINY)
   assert os.path.basename(a) == os.path.basename(b)
   names = open(os.path.join(a, 'classes.txt')).read().split()
   assert len(names) >= 8 and names == synthetic.class_names()
@@ -50,56 +50,56 @@ def test_deterministic_real_h264_and_balanced(tmp_path):
     assert frames_a.shape == (16, 32, 32, 3)
     assert open(os.path.join(a, rel), "rb").read() == open(os.path.join(b, rel), "rb").read(), rel
     np.testing.assert_array_equal(frames_a, frames_b, err_msg=rel)
-  meta = synthetic.read_meta(a)
+  meta = synthetic_cache.read_meta(a)
   assert meta['complete'] and meta['counts'] == {'train': 8, 'val': 8, 'test': 8}
 
 
 def test_second_call_reuses_and_workers_do_not_change_bytes(tmp_path, monkeypatch):
-  one = synthetic.ensure_synthetic(cache_dir=str(tmp_path / 'one'), num_workers=1, **TINY)
-  monkeypatch.setattr(synthetic, '_generate', lambda *a, **k: pytest.fail('regenerated a complete dataset'))
-  assert synthetic.ensure_synthetic(cache_dir=str(tmp_path / 'one'), **TINY) == one
+  one = synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path / 'one'), num_workers=1, **TINY)
+  monkeypatch.setattr(synthetic_cache, '_generate', lambda *a, **k: pytest.fail('regenerated a complete dataset'))
+  assert synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path / 'one'), **TINY) == one
   monkeypatch.undo()
-  two = synthetic.ensure_synthetic(cache_dir=str(tmp_path / 'two'), num_workers=2, **TINY)
+  two = synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path / 'two'), num_workers=2, **TINY)
   rel = 'videos/rotate_clockwise/rotate_clockwise_0002.mp4'
   assert open(os.path.join(one, rel), 'rb').read() == open(os.path.join(two, rel), 'rb').read()
 
 
 def test_cache_location_follows_env(tmp_path, monkeypatch):
   monkeypatch.setenv('VMAE_JAX_CACHE', str(tmp_path / 'env'))
-  assert synthetic.dataset_dir(**TINY).startswith(str(tmp_path / 'env' / 'synthetic') + os.sep)
+  assert synthetic_cache.dataset_dir(**TINY).startswith(str(tmp_path / 'env' / 'synthetic') + os.sep)
   monkeypatch.delenv('VMAE_JAX_CACHE')
   monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
-  assert synthetic.dataset_dir(**TINY).startswith(str(tmp_path / 'xdg' / 'vmae_jax' / 'synthetic') + os.sep)
+  assert synthetic_cache.dataset_dir(**TINY).startswith(str(tmp_path / 'xdg' / 'vmae_jax' / 'synthetic') + os.sep)
   # every generation parameter is in the folder name's hash
-  assert synthetic.dataset_dir(seed=1, **TINY) != synthetic.dataset_dir(**TINY)
-  assert synthetic.dataset_dir(fps=30, **TINY) != synthetic.dataset_dir(**TINY)
+  assert synthetic_cache.dataset_dir(seed=1, **TINY) != synthetic_cache.dataset_dir(**TINY)
+  assert synthetic_cache.dataset_dir(fps=30, **TINY) != synthetic_cache.dataset_dir(**TINY)
 
 
 def test_failure_midway_leaves_no_final_folder(tmp_path, monkeypatch):
-  real_write = synthetic._write_clip
+  real_write = synthetic_cache._write_clip
   calls = []
   def failing_write(path, frames, fps):
     calls.append(path)
     if len(calls) == 5:
       raise RuntimeError('disk full (simulated)')
     real_write(path, frames, fps)
-  monkeypatch.setattr(synthetic, '_write_clip', failing_write)
-  final = synthetic.dataset_dir(cache_dir=str(tmp_path), **TINY)
+  monkeypatch.setattr(synthetic_cache, '_write_clip', failing_write)
+  final = synthetic_cache.dataset_dir(cache_dir=str(tmp_path), **TINY)
   with pytest.raises(RuntimeError, match='simulated'):
-    synthetic.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **TINY)
+    synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **TINY)
   assert not os.path.exists(final)
   assert os.listdir(os.path.dirname(final)) == []       # the temporary folder went too
   monkeypatch.undo()
-  assert synthetic.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **TINY) == final
-  assert synthetic.is_complete(final)
+  assert synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **TINY) == final
+  assert synthetic_cache.is_complete(final)
 
 
 def test_killed_run_leaves_nothing_that_looks_complete(tmp_path):
   """SIGKILL a generating process (no cleanup runs): no final folder; the next call cleans up and regenerates."""
   params = dict(clips_per_class=25, num_frames=16, size=32)
-  final = synthetic.dataset_dir(cache_dir=str(tmp_path), **params)
-  code = (f'from vmae_jax.data import synthetic\n'
-          f'synthetic.ensure_synthetic(cache_dir={str(tmp_path)!r}, num_workers=1, **{params!r})\n')
+  final = synthetic_cache.dataset_dir(cache_dir=str(tmp_path), **params)
+  code = (f'from vmae_jax.data import synthetic_cache\n'
+          f'synthetic_cache.ensure_synthetic(cache_dir={str(tmp_path)!r}, num_workers=1, **{params!r})\n')
   proc = subprocess.Popen([sys.executable, '-c', code], cwd=os.path.dirname(os.path.dirname(__file__)))
   parent = os.path.dirname(final)
   deadline = time.time() + 60
@@ -116,14 +116,14 @@ def test_killed_run_leaves_nothing_that_looks_complete(tmp_path):
   assert not os.path.exists(final)
   leftovers = [d for d in os.listdir(parent) if d.startswith('.tmp-')]
   assert leftovers, 'a killed run leaves its temporary folder behind'
-  assert synthetic.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **params) == final
-  assert synthetic.is_complete(final)
+  assert synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **params) == final
+  assert synthetic_cache.is_complete(final)
   assert not [d for d in os.listdir(parent) if d.startswith('.tmp-')], 'the dead run\'s folder was not removed'
   # A foreign, incomplete folder at the final name is not trusted either.
   os.remove(os.path.join(final, 'meta.json'))
-  assert not synthetic.is_complete(final)
-  assert synthetic.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **params) == final
-  assert synthetic.is_complete(final)
+  assert not synthetic_cache.is_complete(final)
+  assert synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **params) == final
+  assert synthetic_cache.is_complete(final)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def test_frames_move_the_way_the_class_says(class_name):
 
 
 def test_files_hold_the_rendered_frames(tmp_path):
-  folder = synthetic.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **TINY)
+  folder = synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path), num_workers=1, **TINY)
   psnr = lambda a, b: 10 * np.log10(255 ** 2 / np.mean((a.astype(np.float64) - b) ** 2))
   rendered = [synthetic.render_clip(synthetic.sample_clip(c, 1, seed=0, num_frames=16, size=32))[0]
               for c in range(4)]
@@ -231,22 +231,22 @@ def test_files_hold_the_rendered_frames(tmp_path):
 
 def test_bad_parameters_name_the_field(tmp_path):
   with pytest.raises(ValueError, match='num_classes'):
-    synthetic.ensure_synthetic(cache_dir=str(tmp_path), num_classes=13)
+    synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path), num_classes=13)
   with pytest.raises(ValueError, match='size'):
-    synthetic.ensure_synthetic(cache_dir=str(tmp_path), size=33)
+    synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path), size=33)
   with pytest.raises(ValueError, match='val_fraction'):
-    synthetic.ensure_synthetic(cache_dir=str(tmp_path), val_fraction=0.6, test_fraction=0.5)
+    synthetic_cache.ensure_synthetic(cache_dir=str(tmp_path), val_fraction=0.6, test_fraction=0.5)
 
 
 def test_look_parameters_change_the_clips_and_the_folder_only_when_set():
-  default = synthetic.dataset_dir(**TINY)
-  assert synthetic.dataset_dir(background_contrast=synthetic.DEFAULTS['background_contrast'], **TINY) == default
+  default = synthetic_cache.dataset_dir(**TINY)
+  assert synthetic_cache.dataset_dir(background_contrast=synthetic.DEFAULTS['background_contrast'], **TINY) == default
   easy = dict(background_contrast=0.15, radius_range=(0.15, 0.3), travel_range=(0.5, 0.8))
-  assert synthetic.dataset_dir(**easy, **TINY) != default
+  assert synthetic_cache.dataset_dir(**easy, **TINY) != default
   hard = synthetic.sample_clip(0, 0, num_frames=16, size=32)
   soft = synthetic.sample_clip(0, 0, num_frames=16, size=32, **easy)
   assert np.ptp(soft.background) < np.ptp(hard.background)
   travel = lambda p: abs(p.cx_unwrapped[-1] - p.cx_unwrapped[0]) / 32
   assert 0.5 <= travel(soft) <= 0.8 and 0.25 <= travel(hard) <= 0.5
   with pytest.raises(ValueError, match='radius_range'):
-    synthetic.dataset_dir(radius_range=(0.3, 0.1), **TINY)
+    synthetic_cache.dataset_dir(radius_range=(0.3, 0.1), **TINY)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vmae_jax.data import synthetic, tfds_builder
-from vmae_jax.data.sources import SourceError
+from vmae_jax.data import synthetic_cache, tfds_builder
+from vmae_jax.data.annotations import SourceError
 
 TINY = dict(clips_per_class=3, num_frames=16, size=32)
 
@@ -29,7 +29,7 @@ def lists(tmp_path_factory):
   """The tiny synthetic dataset as root, and an annotation folder whose train list adds a missing file and a
   file that is not a video."""
   base = tmp_path_factory.mktemp('tfds')
-  root = synthetic.ensure_synthetic(cache_dir=str(base / 'cache'), num_workers=1, **TINY)
+  root = synthetic_cache.ensure_synthetic(cache_dir=str(base / 'cache'), num_workers=1, **TINY)
   ann = base / 'ann'
   ann.mkdir()
   for name in ('train.csv', 'val.csv', 'test.csv', 'classes.txt'):

@@ -10,14 +10,17 @@ import pytest
 from recipes import load_config
 
 import vmae_jax
+from vmae_jax.data import annotations
 from vmae_jax.models.config import ConfigError
 from vmae_jax.tasks import evaluation
 from vmae_jax.train import schema, trainer
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
-LABELS = os.path.join(ROOT, '..', 'shared', 'data', 'kinetics-labels')
-CONFIGS = ['vitg_dual', 'vitb_k400_pretrain', 'vitb_ssv2_pretrain', 'vitb_ucf101_pretrain', 'vitb_k400_finetune',
-           'vitb_ssv2_finetune', 'vitb_ucf101_finetune', 'vitg_k710_postpretrain', 'vitg_k400_finetune',
+LABELS = annotations.KINETICS_DIR   # the class lists shipped with the package
+# config names as --config spells them after configs/ and before .py (a family's dataset after ':')
+VITB_PRETRAIN = ['vitb_pretrain:dataset=k400', 'vitb_pretrain:dataset=ssv2', 'vitb_pretrain:dataset=ucf101']
+VITB_FINETUNE = ['vitb_finetune:dataset=k400', 'vitb_finetune:dataset=ssv2', 'vitb_finetune:dataset=ucf101']
+CONFIGS = ['vitg_dual', *VITB_PRETRAIN, *VITB_FINETUNE, 'vitg_k710_postpretrain', 'vitg_k400_finetune',
            'distill_g_to_b', 'demo']
 
 
@@ -26,7 +29,7 @@ pytestmark = pytest.mark.usefixtures('synthetic_cache')
 
 # --- config checks ---------------------------------------------------------------------------------------------
 
-def smoke(name='vitb_k400_finetune'):
+def smoke(name='vitb_finetune:dataset=k400'):
   return load_config(name, 'smoke')
 
 
@@ -117,25 +120,25 @@ def runs(tmp_path_factory):
     for key, value in overrides.items():
       section, _, field = key.rpartition('.')
       (c if not section else c[section])[field] = value
-    workdir = str(base / name)
+    workdir = str(base / name.replace(':', '_').replace('=', '_'))
     out[name] = (workdir, vmae_jax_main_run(c, workdir))
     return workdir
 
-  v1 = go('vitb_k400_pretrain')
+  v1 = go('vitb_pretrain:dataset=k400')
   v2 = go('vitg_dual')
-  go('vitb_ssv2_pretrain')
-  go('vitb_ucf101_pretrain')
-  go('vitb_k400_finetune', **{'init.checkpoint': v1})
-  go('vitb_ssv2_finetune', **{'init.checkpoint': v1})
-  go('vitb_ucf101_finetune')
+  go('vitb_pretrain:dataset=ssv2')
+  go('vitb_pretrain:dataset=ucf101')
+  go('vitb_finetune:dataset=k400', **{'init.checkpoint': v1})
+  go('vitb_finetune:dataset=ssv2', **{'init.checkpoint': v1})
+  go('vitb_finetune:dataset=ucf101')
   k710 = go('vitg_k710_postpretrain', **{'init.checkpoint': v2})
   go('vitg_k400_finetune', **{'init.checkpoint': k710,
                               'init.class_names': os.path.join(LABELS, 'label_map_k710.txt'),
                               'init.target_class_names': os.path.join(LABELS, 'label_map_k400.txt')})
   go('distill_g_to_b', **{'distill.teacher': k710})
-  c = smoke('vitb_k400_finetune')
+  c = smoke('vitb_finetune:dataset=k400')
   c.task = 'eval'
-  c.init.checkpoint = out['vitb_k400_finetune'][0]
+  c.init.checkpoint = out['vitb_finetune:dataset=k400'][0]
   out['eval'] = (str(base / 'eval'), vmae_jax_main_run(c, str(base / 'eval')))
   out['demo'] = (str(base / 'demo'), vmae_jax_main_run(load_config('demo', 'smoke'), str(base / 'demo')))
   return out
@@ -151,7 +154,7 @@ def _steps(workdir):
     return [json.loads(line)['step'] for line in f]
 
 
-@pytest.mark.parametrize('name', ['vitg_dual', 'vitb_k400_pretrain', 'vitb_ssv2_pretrain', 'vitb_ucf101_pretrain'])
+@pytest.mark.parametrize('name', ['vitg_dual', *VITB_PRETRAIN])
 def test_pretrain_smoke(runs, name):
   workdir, results = runs[name]
   assert np.isfinite(results['val/loss']) and 0 <= results['val/knn_top1'] <= 100
@@ -166,8 +169,8 @@ def test_pretrain_smoke(runs, name):
     assert json.load(f)['schema_version'] == schema.SCHEMA_VERSION
 
 
-@pytest.mark.parametrize('name', ['vitb_k400_finetune', 'vitb_ssv2_finetune', 'vitb_ucf101_finetune',
-                                  'vitg_k710_postpretrain', 'vitg_k400_finetune', 'distill_g_to_b', 'eval'])
+@pytest.mark.parametrize('name', [*VITB_FINETUNE, 'vitg_k710_postpretrain', 'vitg_k400_finetune', 'distill_g_to_b',
+                                  'eval'])
 def test_classification_smoke(runs, name):
   workdir, results = runs[name]
   assert results['eval/videos'] == 4 and results['eval/failed'] == 0
@@ -197,9 +200,9 @@ def test_k400_head_remapped_from_k710_by_name(runs):
 
 
 def test_finished_workdir_exits_without_training(runs):
-  workdir, results = runs['vitb_k400_finetune']
+  workdir, results = runs['vitb_finetune:dataset=k400']
   before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
-  again = vmae_jax_main_run(smoke('vitb_k400_finetune'), workdir)
+  again = vmae_jax_main_run(smoke('vitb_finetune:dataset=k400'), workdir)
   assert again == results
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
 
@@ -308,9 +311,9 @@ def test_visualize_cli_on_a_training_workdir(runs, tmp_path):
   from PIL import Image
 
   from vmae_jax import visualize
-  from vmae_jax.data import synthetic
+  from vmae_jax.data import synthetic_cache
   workdir, _ = runs['vitg_dual']
-  folder = synthetic.ensure_synthetic(num_classes=4, clips_per_class=6, num_frames=12, size=48)
+  folder = synthetic_cache.ensure_synthetic(num_classes=4, clips_per_class=6, num_frames=12, size=48)
   video = os.path.join(folder, 'videos', 'move_left', 'move_left_0000.mp4')
   png, gif = str(tmp_path / 'r.png'), str(tmp_path / 'r.gif')
   assert visualize.main([f'--checkpoint={workdir}', f'--video={video}', f'--out={png}', '--sampling_rate=2',
@@ -319,4 +322,4 @@ def test_visualize_cli_on_a_training_workdir(runs, tmp_path):
   assert visualize.main([f'--checkpoint={workdir}', f'--video={video}', f'--out={gif}', '--sampling_rate=2']) == 0
   assert Image.open(gif).n_frames == 4
   with pytest.raises(ValueError, match='no decoder'):
-    visualize.reconstruct_file(runs['vitb_k400_finetune'][0], video)
+    visualize.reconstruct_file(runs['vitb_finetune:dataset=k400'][0], video)

@@ -2,7 +2,7 @@
 transformers VideoMAE, built to the shape of a vmae_jax ModelConfig with random non-zero weights.
 
 The original code is read from `cdfvd.third_party.VideoMAEv2`; HF models are built offline from a config with eager
-attention and the LayerNorm eps the official models use (1e-6), as spec/pytorch-reference.md prescribes.
+attention and the LayerNorm eps the official models use (1e-6; docs/fidelity.md, "Models").
 """
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def to_hf_video(video: np.ndarray) -> torch.Tensor:
 
 
 def original_target(video_bcthw: torch.Tensor, tubelet: int, patch: int) -> torch.Tensor:
-  """The normalised-pixel target of engine_for_pretraining.py (spec §3), written with torch ops."""
+  """The normalised-pixel target of engine_for_pretraining.py (docs/fidelity.md, "Pixel target and loss"), written
+  with torch ops."""
   b, c, t, h, w = video_bcthw.shape
   u = video_bcthw * IMAGENET_STD[None, :, None, None, None] + IMAGENET_MEAN[None, :, None, None, None]
   u = u.reshape(b, c, t // tubelet, tubelet, h // patch, patch, w // patch, patch)

@@ -13,8 +13,8 @@ the video's path relative to the folder or list, without extension.
 
 Preprocessing defaults to V2's: bilinear resize to exactly img_size² (aspect not kept) and pixels / 255 with *no*
 mean/std normalisation, which is what the hosted V2 features used although training normalises
-(spec/videomae.md §7, OpenGVLab/VideoMAEv2#62). `--normalize=imagenet` and `--resize=crop` (short side + centre
-crop, the evaluation view) give the training-consistent variant.
+(OpenGVLab/VideoMAEv2 extract_tad_feature.py, OpenGVLab/VideoMAEv2#62). `--normalize=imagenet` and
+`--resize=crop` (short side + centre crop, the evaluation view) give the training-consistent variant.
 
 Batches of windows are split over all local devices (data parallel). Decoding runs in a background thread ahead of
 the device. Finished videos are skipped on a rerun (outputs are written atomically, tmp + rename); a video that
@@ -34,8 +34,9 @@ from typing import Iterator
 
 import numpy as np
 
-from vmae_jax.data import augment, decode
-from vmae_jax.data.sources import SourceError
+from vmae_jax import constants
+from vmae_jax.data import decode, geometry
+from vmae_jax.data.annotations import SourceError
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.webm', '.mov', '.m4v', '.flv', '.mpg', '.mpeg', '.wmv', '.3gp')
 SETTINGS_FILE = 'features.json'
@@ -121,13 +122,13 @@ def window_starts(n: int, num_frames: int, stride: int, frame_step: int = 1) -> 
 def _prepare(frames: np.ndarray, size: int, settings: Settings) -> np.ndarray:
   """uint8 (T, H, W, 3) → float32 (T, size, size, 3) in the model's input range."""
   if settings.resize == 'squash':
-    x = augment.resize_bilinear(frames, size)          # float, not rounded (V2 resizes float tensors)
+    x = geometry.resize_bilinear(frames, size)          # float, not rounded (V2 resizes float tensors)
   else:
-    x = augment.center_crop_view(frames, size, size).astype(np.float32)
+    x = geometry.center_crop_view(frames, size, size).astype(np.float32)
   x /= np.float32(255.0)
   if settings.normalize == 'imagenet':
-    x -= np.asarray(augment.IMAGENET_MEAN, np.float32)
-    x /= np.asarray(augment.IMAGENET_STD, np.float32)
+    x -= np.asarray(constants.IMAGENET_MEAN, np.float32)
+    x /= np.asarray(constants.IMAGENET_STD, np.float32)
   return x
 
 

@@ -1,6 +1,6 @@
 """The entry point of every task:
 
-    python -m vmae_jax.main --config=configs/vitb_k400_finetune.py[:smoke] --workdir=DIR [--config.field=value ...]
+    python -m vmae_jax.main --config=configs/vitb_finetune.py:dataset=ssv2[,smoke] --workdir=DIR [--config.X=V ...]
 
 An existing workdir is resumed (never refused); a finished one exits 0 without training further. Config errors
 (unknown field, wrong type, inconsistent values) stop the run before anything is built or compiled, exit code 2.

@@ -3,8 +3,8 @@
     python -m vmae_jax.visualize --checkpoint=CKPT_OR_WORKDIR --video=FILE.mp4 --out=recon.png   (or .gif)
 
 The model predicts each masked token's pixels normalised by that token's own mean and (unbiased) std
-(spec/videomae.md §3); to show them, every prediction is de-normalised with the mean and std of the same token of
-the original clip. Tokens the encoder saw are shown as they are. With V2 dual masking the decoder predicts only
+(docs/fidelity.md, "Pixel target and loss"); to show them, every prediction is de-normalised with the mean and
+std of the same token of the original clip. Tokens the encoder saw are shown as they are. With V2 dual masking the decoder predicts only
 its kept tokens: encoder-masked tokens it dropped stay grey in the reconstruction row.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ def reconstruct_file(checkpoint: str, video_path: str, *, sampling_rate: int = 4
   """Decode the centred clip of `video_path`, mask it (tube; optionally V2's running-cell decoder mask), run the
   checkpoint's decoder, and return the three rows (original, masked input, reconstruction)."""
   import vmae_jax
-  from vmae_jax.data import augment, decode, masking, sampling
+  from vmae_jax.data import augment, decode, geometry, masking, sampling
   from vmae_jax.weights import export
   m = vmae_jax.load(checkpoint)
   c = m.config
@@ -95,7 +95,7 @@ def reconstruct_file(checkpoint: str, video_path: str, *, sampling_rate: int = 4
     norm_target = export.norm_target_of(checkpoint)
   clip, _ = decode.read_clip({'file': video_path, 'path': video_path},
                              lambda n: sampling.dense_val_indices(n, c.num_frames, sampling_rate))
-  clip = augment.center_crop_view(clip, c.img_size, c.img_size)
+  clip = geometry.center_crop_view(clip, c.img_size, c.img_size)
   rng = np.random.default_rng(seed)
   masks = masking.sample_masks(rng, c.token_grid(), 'tube', mask_ratio, 'run_cell' if decoder_mask else None)
   decoder = masks['decoder_mask'][None] if decoder_mask else None

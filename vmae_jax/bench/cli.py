@@ -1,18 +1,23 @@
 """Benchmarks (figures go to BENCHMARKS.md, never into tests).
 
     python -m vmae_jax.bench attention --model=pretrain_videomae_small_patch16_224 --batch=2 --steps=5
+    python -m vmae_jax.bench adapters --model=evl_b16 --batch=2 --frames=8 --steps=3 [--dtype=D]
     python -m vmae_jax.bench pipeline [--videos=DIR] [--workers=N] [--num_sample=K] [--json]
     python -m vmae_jax.bench step --model=NAME --mode={v1,v2,finetune} --batch=B [--remat=POLICY]
         [--attention=IMPL] [--dtype=D] [--compare-torch] [--profile=DIR] [--json] [field=value ...]
 
-`attention`: median seconds per forward+backward of the V1 pretraining loss (tube mask 0.9, 16×224², decoder over
-every masked token) for each attention implementation, to back the `attention='auto'` choice per backend.
+`attention`: median seconds per training step (the trainer's own: V1 pretraining loss with tube mask 0.9, 16×224²,
+decoder over every masked token, backward, AdamW) for each attention implementation, to back the
+`attention='auto'` choice per backend.
+
+`adapters`: an adapter (UniFormerV2, EVL) with its backbone frozen vs fully fine-tuned: step time, memory,
+optimizer state. See vmae_jax/bench/adapters.py.
 
 `pipeline`: end-to-end clips/s from file to a device-ready pretraining example (16×4 sampling, multi-scale crop,
 resize to 224, tube + running-cell masks) for (a) this pipeline on the original files, (b) the same videos packed
 by the TFDS builder (re-encoded with a short keyframe interval, and as JPEG frames), (c) the official loading path
 re-created on the original files (decord `get_batch`, per-frame PIL multi-scale crop and resize, to-tensor,
-normalise). See vmae_jax/pipeline.py.
+normalise). See vmae_jax/bench/pipeline.py.
 
 `step`: one real training step (forward + loss + backward + AdamW, state donated): compile time, median step time,
 clips/s, model FLOPs per clip (vmae_jax/bench/flops.py), TFLOP/s and MFU against a measured matmul peak and, on known
@@ -28,50 +33,23 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from vmae_jax import models
-from vmae_jax.data import masking
-from vmae_jax.models.target import gather_target, pixel_target, reconstruction_loss
-
-
-def _pretrain_step(config, batch: int, seed: int = 0):
-  params = models.init_params(config, jax.random.key(seed))
-  rng = np.random.default_rng(seed)
-  ms = [masking.sample_masks(rng, config.token_grid(), 'tube', 0.9) for _ in range(batch)]
-  visible = jnp.asarray(np.stack([m['visible_idx'] for m in ms]))
-  pred = jnp.asarray(np.stack([m['pred_idx'] for m in ms]))
-  video = jnp.asarray(rng.standard_normal((batch, config.num_frames, config.img_size, config.img_size, 3)),
-                      jnp.float32)
-  module = models.build(config)
-
-  def loss_fn(p):
-    out = module.apply({'params': p}, video, visible, pred)
-    labels = gather_target(pixel_target(video, config.tubelet_size, config.patch_size), pred)
-    return reconstruction_loss(out, labels)
-
-  step = jax.jit(jax.value_and_grad(loss_fn))
-  return lambda: jax.block_until_ready(step(params)), params
 
 
 def bench_attention(model: str, batch: int, steps: int, impls: list[str], dtype: str) -> dict[str, float]:
+  from vmae_jax.bench import step as bs
   results = {}
   for impl in impls:
     config = models.get_config(model, attention=impl, dtype=dtype)
-    run, _ = _pretrain_step(config, batch)
-    run()  # compile + warm-up
-    times = []
-    for _ in range(steps):
-      t0 = time.perf_counter()
-      run()
-      times.append(time.perf_counter() - t0)
+    ours = bs.build_jax_step(config, 'v1', bs.host_batch(config, 'v1', batch))
+    ours.run()  # warm-up
+    times = [ours.run() for _ in range(steps)]
     results[impl] = statistics.median(times)
     print(f'{model} batch={batch} dtype={dtype} attention={impl}: median {results[impl]:.3f} s/step '
-          f'(fwd+bwd, {steps} steps: {", ".join(f"{t:.3f}" for t in times)})', flush=True)
+          f'(train step, {steps} steps: {", ".join(f"{t:.3f}" for t in times)})', flush=True)
   return results
 
 
@@ -79,7 +57,7 @@ def bench_step(args) -> dict:
   """Time the training step of `args.mode` (and HF's with --compare-torch); print a summary, return every figure."""
   from vmae_jax.bench import flops
   from vmae_jax.bench import step as bs
-  from vmae_jax.models.vit import resolve_attention
+  from vmae_jax.models.attention import resolve as resolve_attention
   device = jax.devices()[0]
   on_cpu = device.platform == 'cpu'
   dtype = args.dtype or ('float32' if on_cpu else 'bfloat16')
@@ -220,6 +198,13 @@ def main(argv=None) -> int:
   st.add_argument('--profile', default='', help='write a jax.profiler trace of 3 extra steps to this folder')
   st.add_argument('--json', action='store_true', help='end with one JSON line of every figure')
   st.add_argument('overrides', nargs='*', metavar='field=value', help='ModelConfig overrides, e.g. depth=2')
+  ad = sub.add_parser('adapters', help='adapter with a frozen backbone vs full fine-tuning: step time, memory')
+  ad.add_argument('--model', default='evl_b16')
+  ad.add_argument('--batch', type=int, default=2)
+  ad.add_argument('--frames', type=int, default=8)
+  ad.add_argument('--steps', type=int, default=3)
+  ad.add_argument('--classes', type=int, default=400)
+  ad.add_argument('--dtype', default='float32')
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parser.parse_args(argv)
   if args.command == 'step':
@@ -236,6 +221,10 @@ def main(argv=None) -> int:
   if args.command == 'pipeline':
     from vmae_jax.bench import pipeline
     pipeline.run(args)
+    return 0
+  if args.command == 'adapters':
+    from vmae_jax.bench import adapters
+    adapters.run(args)
     return 0
   print(f'jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}')
   bench_attention(args.model, args.batch, args.steps, args.impls.split(','), args.dtype)

@@ -21,8 +21,8 @@ embedding's input gradient is never computed, so this over-counts it by one thir
 FLOPs, not hardware FLOPs: remat recomputation, LayerNorm, softmax, GELU, the loss and the optimizer update are not
 counted, so MFU compares implementations doing the same model work.
 
-The spec's table (spec/perf-notes.md) counts blocks, encoder_to_decoder and the pixel head but no cube embedding;
-`spec_table_gflops` gives that subtotal for comparison.
+The hand-counted table of docs/fidelity.md ("FLOPs") also gives the train figure without the cube embedding (blocks,
+encoder_to_decoder and the pixel head); `gflops_without_embedding` is that subtotal.
 """
 from __future__ import annotations
 
@@ -70,8 +70,8 @@ def train_flops(config: ModelConfig, num_encoder_tokens: int | None = None, num_
   return TRAIN_FACTOR * forward_flops(config, num_encoder_tokens, num_pred)['total']
 
 
-def spec_table_gflops(config: ModelConfig, num_encoder_tokens: int, num_pred: int) -> float:
-  """Train GFLOP/clip without the cube embedding: the quantity in spec/perf-notes.md's table."""
+def gflops_without_embedding(config: ModelConfig, num_encoder_tokens: int, num_pred: int) -> float:
+  """Train GFLOP/clip without the cube embedding (the subtotal docs/fidelity.md quotes beside the total)."""
   parts = forward_flops(config, num_encoder_tokens, num_pred)
   return TRAIN_FACTOR * (parts['total'] - parts['patch_embed']) / 1e9
 

@@ -19,7 +19,7 @@ import time
 import ml_collections
 import numpy as np
 
-from vmae_jax.data import augment, masking, pipeline, sampling
+from vmae_jax.data import augment, geometry, masking, pipeline, sampling
 from vmae_jax.data.videogen import write_video
 from vmae_jax.train import schema
 
@@ -88,7 +88,7 @@ def official_example(args) -> int:
   images = [Image.fromarray(frames[i]).convert('RGB') for i in range(len(idx))]
   for _ in range(num_sample):
     w, h = images[0].size
-    x, y, cw, ch = augment.multi_scale_crop_box(rng, w, h, SIZE)
+    x, y, cw, ch = geometry.multi_scale_crop_box(rng, w, h, SIZE)
     crops = [im.crop((x, y, x + cw, y + ch)).resize((SIZE, SIZE), Image.BILINEAR) for im in images]
     tensor = torch.from_numpy(np.stack([np.asarray(c) for c in crops])).permute(3, 0, 1, 2).float().div(255)
     tensor = (tensor - torch.from_numpy(_MEAN)[:, None, None, None]) / torch.from_numpy(_STD)[:, None, None, None]

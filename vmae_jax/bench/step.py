@@ -1,13 +1,15 @@
 """`python -m vmae_jax.bench step`: time one real training step (forward + loss + backward + AdamW) of a model.
 
-The step is the trainer's: the task's own loss (`tasks/pretrain.py` or `tasks/classify.py`), `optim.adamw`, then
-`optax.apply_updates`, jitted with the parameters and optimizer state donated. Modes:
+The step is the trainer's own (vmae_jax/train/step.py: the task's loss from `tasks/pretrain.py` or
+`tasks/classify.py`, its gradient, the optimizer of `optim.from_config`, the update), jitted with the state donated.
+Modes:
 
   v1        tube mask 0.9, the decoder predicts every masked token (loss over all of them);
   v2        tube mask 0.9 + running-cell decoder mask 0.5: the decoder runs on the visible tokens + its kept half,
             the loss counts the kept tokens that the encoder did not see;
   finetune  the classifier of the same size on every token, cross-entropy on label-smoothed targets (0.1; the
-            recipe's Mixup/CutMix mixing happens on the host and is left out).
+            recipe's Mixup/CutMix mixing happens on the host and is left out). Adapter models (UniFormerV2, EVL)
+            run this mode too, with the frozen-backbone mask of their config (bench/adapters.py).
 
 Masks come from `data.masking.sample_masks` on the host, as in training. Reported: compile time; the median step
 time of N steps after warm-up (each blocked on the new state and the loss); clips/s; model FLOPs per clip
@@ -26,7 +28,6 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from vmae_jax import models
 from vmae_jax.data import masking
@@ -38,6 +39,7 @@ from vmae_jax.tasks.base import Context
 from vmae_jax.tasks.classify import Classify
 from vmae_jax.tasks.pretrain import Pretrain
 from vmae_jax.train import optim, schema
+from vmae_jax.train import step as step_lib
 
 MODES = ('v1', 'v2', 'finetune')
 # bf16 dense tensor-core peaks from the vendors' datasheets (SXM parts), TFLOP/s; matched on jax's device_kind.
@@ -96,7 +98,8 @@ def token_counts(config: ModelConfig, batch: dict) -> tuple[int | None, int]:
 
 
 def make_task(config: ModelConfig, mode: str):
-  """The training task whose `loss` the step differentiates (the trainer's own), on a one-device mesh."""
+  """The training task whose `loss` the step differentiates (the trainer's own), on a one-device mesh. `finetune`
+  takes any classifier, adapters included."""
   task_name = 'pretrain' if mode != 'finetune' else 'finetune'
   cfg = schema.defaults(task_name)
   cfg.data.num_frames, cfg.data.input_size = config.num_frames, config.img_size
@@ -108,22 +111,19 @@ def make_task(config: ModelConfig, mode: str):
   return (Pretrain if task_name == 'pretrain' else Classify)(ctx), cfg
 
 
-def make_step(task, cfg, params) -> tuple[Callable, optax.GradientTransformation]:
-  """The trainer's step (value_and_grad of the task loss, AdamW update), state donated. The schedule is the real
-  warmup-cosine table; its length does not change the work."""
-  o = cfg.optim
-  tx, _ = optim.adamw(params, base_lr=o.base_lr, global_batch=cfg.batch_size, total_steps=1000, warmup_steps=10,
-                      min_lr=o.min_lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
-                      clip_grad=o.clip_grad or None, layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
-                      depth=task.ctx.model_config.depth)
-
-  def step(state, batch):
-    rng = jax.random.fold_in(jax.random.key(cfg.seed), state['step'])
-    (loss, _), grads = jax.value_and_grad(task.loss, has_aux=True)(state['params'], {}, batch, rng)
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    return {'step': state['step'] + 1, 'params': optax.apply_updates(state['params'], updates),
-            'opt_state': opt_state}, loss
-  return jax.jit(step, donate_argnums=(0,)), tx
+def initial_state(task, cfg, params) -> tuple[dict, Callable]:
+  """(state as the trainer holds it, the trainer's jitted step) for `params` on one device. The optimizer comes
+  from the config's `optim` section with the model's frozen mask; the schedule is the real warmup-cosine table
+  (its length does not change the work)."""
+  config = task.ctx.model_config
+  tx, _ = optim.from_config(cfg.optim, params, global_batch=cfg.batch_size, total_steps=1000, warmup_steps=10,
+                            depth=config.depth, frozen=models.frozen_mask(config, params))
+  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': step_lib.initial_opt_state(tx, params)}
+  if models.abstract_batch_stats(config) is not None:
+    state['batch_stats'] = jax.device_put(task.init_batch_stats(), jax.devices()[0])
+  step = step_lib.make(task.loss, tx, seed=cfg.seed, ema_decay=cfg.optim.ema_decay,
+                       accumulate_steps=cfg.optim.accumulate_steps)
+  return state, step
 
 
 # --- ceilings and memory ------------------------------------------------------------------------------------------
@@ -167,6 +167,7 @@ class JaxStep:
   """A compiled step with its live state; `run()` does one step and blocks on the new state and the loss."""
   compiled: Any
   state: dict
+  frozen: dict                    # what the step reads but does not train (empty for these tasks)
   batch: dict
   compile_s: float
   optim: Any                      # the recipe's optimizer settings (the PyTorch reference copies them)
@@ -174,10 +175,10 @@ class JaxStep:
 
   def run(self) -> float:
     t0 = time.perf_counter()
-    self.state, loss = self.compiled(self.state, self.batch)
-    jax.block_until_ready((self.state, loss))
+    self.state, metrics = self.compiled(self.state, self.frozen, self.batch)
+    jax.block_until_ready((self.state, metrics))
     elapsed = time.perf_counter() - t0
-    self.losses.append(float(loss))
+    self.losses.append(float(metrics['loss']))
     return elapsed
 
 
@@ -185,14 +186,14 @@ def build_jax_step(config: ModelConfig, mode: str, batch_np: dict, seed: int = 0
   task, cfg = make_task(config, mode)
   device = jax.devices()[0]
   params = jax.device_put(models.init_params(config, jax.random.key(seed)), device)
-  step, tx = make_step(task, cfg, params)
-  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': jax.jit(tx.init)(params)}
+  state, step = initial_state(task, cfg, params)
+  frozen = task.frozen_inputs()
   batch = jax.device_put({k: batch_np[k] for k in task.batch_keys}, device)
   t0 = time.perf_counter()
   with sharding.activate(task.ctx.mesh):   # traced as the trainer traces it: mesh and logical rules in context
-    compiled = step.lower(state, batch).compile()
+    compiled = step.lower(state, frozen, batch).compile()
   compile_s = time.perf_counter() - t0
-  return JaxStep(compiled, state, batch, compile_s, cfg.optim)
+  return JaxStep(compiled, state, frozen, batch, compile_s, cfg.optim)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 batch and masks, trained by the same kind of step (forward + loss + backward + AdamW), timed the same way.
 
   v1        `VideoMAEForPreTraining(pixel_values, bool_masked_pos)`: HF's own norm-pix target and MSE loss;
-  v2        the dual-masking forward rebuilt from HF submodules (spec/pytorch-reference.md §5.5): encoder on the
+  v2        the dual-masking forward rebuilt from HF submodules (as VideoMAEv2 `models/modeling_pretrain.py` runs it): encoder on the
             visible tokens, decoder on [visible ; mask tokens at the decoder-kept positions], per-token MSE weighted
             by the encoder mask over the kept tokens;
   finetune  `VideoMAEForVideoClassification`, cross-entropy with label smoothing 0.1 on its logits.

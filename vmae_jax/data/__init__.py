@@ -1,1 +1,2 @@
-"""Host-side data stages (numpy): masks now; sources, decoding, sampling and augmentation join them."""
+"""Host-side data stages (numpy): annotation lists and sources, decoding, frame sampling, augmentation, masks, and
+the Grain graph that runs them."""

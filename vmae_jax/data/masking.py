@@ -1,6 +1,6 @@
 """Masks made on the host (numpy, seeded): tube, running-cell and random, plus index arrays with static counts.
 
-Conventions (spec/videomae.md §4): masks are bool over the flattened (t, h, w) token grid, True = masked for the
+Conventions (docs/fidelity.md, "Masks"): masks are bool over the flattened (t, h, w) token grid, True = masked for the
 encoder mask and True = dropped for the decoder mask. Index arrays are int32 in ascending token order, and their
 lengths depend only on the grid and the ratios, so every jitted shape is static.
 """

@@ -21,7 +21,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from vmae_jax.data import augment, decode, masking, sampling
+from vmae_jax.data import augment, decode, geometry, masking, mixing, sampling
 from vmae_jax.data.sources import make_source
 from vmae_jax.models.config import grid_for
 
@@ -156,7 +156,7 @@ class EvalExample:
       choose = (lambda n: sampling.segment_val_indices(n, cfg.num_frames)) if cfg.sampling == 'segment' else (
           lambda n: sampling.dense_val_indices(n, cfg.num_frames, cfg.sampling_rate))
       clip, _ = decode.read_clip(record, choose, threads=cfg.decode_threads)
-      return augment.center_crop_view(clip, cfg.short_side, cfg.input_size)[None]
+      return geometry.center_crop_view(clip, cfg.short_side, cfg.input_size)[None]
     clips_idx = []
 
     def choose(n):  # every test clip's frames, each decoded once
@@ -169,7 +169,7 @@ class EvalExample:
     views = []
     for clip_idx in clips_idx[0]:
       clip = frames[[lookup[int(f)] for f in clip_idx]]
-      views += augment.eval_views(clip, cfg.short_side, cfg.input_size, cfg.test_num_crop)
+      views += geometry.eval_views(clip, cfg.short_side, cfg.input_size, cfg.test_num_crop)
     return np.stack(views)
 
 
@@ -182,8 +182,8 @@ class MixBatch:
 
   def __call__(self, batch: dict, rng: np.random.Generator) -> dict:
     c = self.cfg
-    video, target = augment.mixup_cutmix(rng, batch['video'], batch['label'], self.num_classes, c.mixup, c.cutmix,
-                                         c.mix_prob, c.mix_switch_prob, c.label_smoothing)
+    video, target = mixing.mixup_cutmix(rng, batch['video'], batch['label'], self.num_classes, c.mixup, c.cutmix,
+                                        c.mix_prob, c.mix_switch_prob, c.label_smoothing)
     return {**batch, 'video': video, 'target': target.astype(np.float32)}
 
 

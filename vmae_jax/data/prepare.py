@@ -7,7 +7,7 @@
 (one name per line; line i = label i) or else the sorted sub-folder names; the order used is written to
 `<out>/classes.txt`. Each class is split on its own (seeded), so train/val/test keep the class balance, and
 `<out>/{train,val,test}.csv` get one `relative/path label` line per video — the layout VideoMAE's `--data_path`
-and this project's list source read (the "my own dataset" recipe users ask for, spec/adapters.md §8).
+and this project's list source read (the "my own dataset" recipe; docs/data.md, "Preparing lists").
 
 `--short_side` (and/or `--gop`) also writes H.264 copies under `<out>/videos/` with `reencode()` (short side scaled
 down, never up; fixed keyframe interval): the official recipe trains on 320p copies, and short GOPs make clip
@@ -26,12 +26,12 @@ from typing import Sequence
 
 import numpy as np
 
+from vmae_jax.constants import SPLITS
 from vmae_jax.data import reencode
-from vmae_jax.data.sources import SourceError, read_class_names
+from vmae_jax.data.annotations import SPLIT_FILES, SourceError, read_class_names
 
 VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.mpg', '.mpeg', '.flv', '.ogv', '.wmv',
                     '.3gp', '.ts')
-SPLITS = ('train', 'val', 'test')
 COPY_SETTINGS = '.prepare_settings.json'   # in <out>/videos: the settings its copies were made with
 
 
@@ -225,7 +225,7 @@ def prepare(videos: str, out: str, classes: str | None = None, val_fraction: flo
           f.write(json.dumps({'path': rel, 'reason': reason}) + '\n')
   splits = split(files, names, val_fraction, test_fraction, seed)
   for split_name, items in splits.items():
-    _write_lines(os.path.join(out, f'{split_name}.csv'), [f'{rel} {label}\n' for rel, label in items])
+    _write_lines(os.path.join(out, SPLIT_FILES[split_name]), [f'{rel} {label}\n' for rel, label in items])
   _write_lines(os.path.join(out, 'classes.txt'), [f'{n}\n' for n in names])
   summary = {'root': root, 'lists': os.path.abspath(out), 'classes': names,
              'counts': {s: len(v) for s, v in splits.items()},

@@ -1,6 +1,6 @@
 """Re-encode videos for fast host decoding: H.264 mp4 at a smaller short side and a short keyframe interval.
 
-Why: decoding dominates the input pipeline (spec/perf-notes.md). A clip sampler seeks to the keyframe before the
+Why: decoding dominates the input pipeline (docs/data.md, "Decoding"). A clip sampler seeks to the keyframe before the
 first needed frame and decodes forward, so a short GOP (e.g. 16 frames) bounds the wasted decode work, and a short
 side near the training resolution (VideoMAE uses 320p copies of Kinetics/SSv2) shrinks every decoded frame. The
 official recipe did this with MMAction2's `resize_videos.py` (ffmpeg); here it is PyAV only, so no ffmpeg binary is

@@ -1,4 +1,4 @@
-"""Frame indices: which frames of a video make a clip (spec/videomae.md §5.1, §6.2).
+"""Frame indices: which frames of a video make a clip (docs/fidelity.md, "Sampling").
 
 All functions take the video length `n` (frames) and return int64 index arrays in [0, n-1]; the decode stage reads
 exactly those frames. Videos shorter than the window repeat frames as the official loaders do (a normal case).

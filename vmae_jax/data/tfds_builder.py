@@ -4,8 +4,8 @@ without TensorFlow, and read them back as a random-access source for Grain.
 Why: millions of small video files are slow to list, open and copy onto TPU/GPU hosts; a few large array_record
 shards are one sequential copy and give O(1) random access by index. TensorFlow is not needed: a
 GeneratorBasedBuilder with `file_format='array_record'` built by `download_and_prepare` and read with
-`as_data_source` works without it, as long as the features avoid the TF-backed connectors (spec/jax-stack.md §1.6:
-`tfds.features.Video` and the `tfds build` CLI need TF). So every example stores the encoded bytes as a
+`as_data_source` works without it, as long as the features avoid the TF-backed connectors (`tfds.features.Video`
+and the `tfds build` CLI need TF; docs/data.md, "TFDS"). So every example stores the encoded bytes as a
 `Tensor(shape=(), dtype=object)` and decodes on the host with PyAV, like a file on disk.
 
 Two storages:
@@ -33,10 +33,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from vmae_jax.constants import SPLITS  # <split>.csv in the annotation folder → TFDS split <split>
 from vmae_jax.data import reencode
-from vmae_jax.data.sources import read_list
+from vmae_jax.data.annotations import SPLIT_FILES, read_list
 
-SPLITS = ('train', 'val', 'test')   # <split>.csv in the annotation folder → TFDS split <split>
 STORAGES = ('video', 'jpeg')
 ERRORS_FILE = 'build_errors.jsonl'
 
@@ -55,7 +55,7 @@ def available_splits(annotation_dir: str) -> list[str]:
   """The splits whose `<split>.csv` exists and holds at least one line, in train/val/test order."""
   found = []
   for split in SPLITS:
-    path = os.path.join(annotation_dir, f'{split}.csv')
+    path = os.path.join(annotation_dir, SPLIT_FILES[split])
     if os.path.isfile(path):
       with open(path) as f:
         if any(line.strip() and not line.startswith('#') for line in f):
@@ -194,7 +194,7 @@ class VmaeVideos(tfds.core.GeneratorBasedBuilder):
     return {split: self._generate_examples(split) for split in splits}
 
   def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    list_file = os.path.join(self._annotation_dir, f'{split}.csv')
+    list_file = os.path.join(self._annotation_dir, SPLIT_FILES[split])
     items = read_list(list_file, self._num_classes)
     config: VmaeVideosConfig = self.builder_config
     skipped = 0

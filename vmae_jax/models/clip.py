@@ -1,7 +1,7 @@
 """The CLIP image encoder (OpenAI `VisionTransformer` without `ln_post`/`proj`), applied frame by frame.
 
 Pre-norm blocks with QuickGELU MLPs and full q/k/v biases, a class token, a learned absolute position table and
-`ln_pre`; LayerNorm eps 1e-5 (spec/adapters.md §C.1). The parameter tree is the backbone of both temporal adapters
+`ln_pre`; LayerNorm eps 1e-5 (OpenAI CLIP `model.py`; docs/fidelity.md, "Adapters"). The parameter tree is the backbone of both temporal adapters
 (`uniformerv2.py`, `evl.py`), which subclass or reuse these modules, so a converted CLIP checkpoint initialises
 them by copying subtrees.
 
@@ -17,8 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from vmae_jax.models import attention
 from vmae_jax.models.config import ModelConfig
-from vmae_jax.models.vit import TORCH_DEFAULT, DropPath, compute_dtype, layer_norm, logical, resolve_attention
+from vmae_jax.models.vit import TORCH_DEFAULT, DropPath, compute_dtype, layer_norm, logical, torch_default_bias
 
 Array = jax.Array
 
@@ -55,23 +56,13 @@ class ClipAttention(nn.Module):
     qkv = jnp.einsum('bnd,dshk->sbnhk', x, jnp.asarray(qkv_kernel, self.dtype)) + \
         jnp.asarray(qkv_bias, self.dtype)[:, None, None]
     q, k, v = qkv[0], qkv[1], qkv[2]
-    out = attend(q, k, v, self.impl, self.dtype)
+    out = attention.attend(q, k, v, self.impl, self.dtype)
     out_kernel = self.param('out_kernel', logical(nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform',
                                                                                    in_axis=(0, 1), out_axis=2),
                                                   ('heads', 'kv', 'embed')), (h, hd, self.dim))
     out_bias = self.param('out_bias', logical(nn.initializers.zeros, ('embed',)), (self.dim,))
     out = jnp.einsum('bnhk,hkd->bnd', out, jnp.asarray(out_kernel, self.dtype)) + jnp.asarray(out_bias, self.dtype)
     return out, q, k
-
-
-def attend(q: Array, k: Array, v: Array, impl: str, dtype) -> Array:
-  """softmax(q·kᵀ/√d)·v over (B, N, heads, head_dim) inputs, softmax in float32."""
-  scale = q.shape[-1] ** -0.5
-  if impl == 'einsum':
-    logits = jnp.einsum('bqhk,bshk->bhqs', q * scale, k)
-    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(dtype)
-    return jnp.einsum('bhqs,bshk->bqhk', probs, v)
-  return jax.nn.dot_product_attention(q, k, v, scale=scale, implementation=impl)
 
 
 class ClipMlp(nn.Module):
@@ -87,9 +78,9 @@ class ClipMlp(nn.Module):
     d = x.shape[-1]
     out_init = nn.initializers.zeros if self.zero_out else LINEAR_INIT
     fc1 = self.param('fc1_kernel', logical(self.fc1_init, ('embed', 'mlp')), (d, self.hidden_dim))
-    b1 = self.param('fc1_bias', logical(_uniform_bias(d), ('mlp',)), (self.hidden_dim,))
+    b1 = self.param('fc1_bias', logical(torch_default_bias(d), ('mlp',)), (self.hidden_dim,))
     fc2 = self.param('fc2_kernel', logical(out_init, ('mlp', 'embed')), (self.hidden_dim, d))
-    b2 = self.param('fc2_bias', logical(nn.initializers.zeros if self.zero_out else _uniform_bias(self.hidden_dim),
+    b2 = self.param('fc2_bias', logical(nn.initializers.zeros if self.zero_out else torch_default_bias(self.hidden_dim),
                                         ('embed',)), (d,))
     x = quick_gelu(x @ jnp.asarray(fc1, self.dtype) + jnp.asarray(b1, self.dtype))
     x = nn.Dropout(self.drop_rate)(x, deterministic=deterministic)
@@ -103,11 +94,6 @@ def clip_layer_norm(eps: float, dtype, name: str | None = None) -> nn.LayerNorm:
                       bias_init=logical(nn.initializers.zeros, ('embed',)))
 
 
-def _uniform_bias(fan_in: int):
-  bound = fan_in ** -0.5
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
 class ClipBlock(nn.Module):
   """x + attn(ln_1(x)), then x + mlp(ln_2(x)); returns (x, q, k). Subclasses add branches via `between`."""
   config: ModelConfig
@@ -117,7 +103,7 @@ class ClipBlock(nn.Module):
     c = self.config
     dtype = compute_dtype(c)
     self.ln_1 = clip_layer_norm(c.norm_eps, dtype)
-    self.attn = ClipAttention(c.embed_dim, c.num_heads, resolve_attention(c.attention, dtype), dtype)
+    self.attn = ClipAttention(c.embed_dim, c.num_heads, attention.resolve(c.attention, dtype), dtype)
     self.ln_2 = clip_layer_norm(c.norm_eps, dtype)
     self.mlp = ClipMlp(c.mlp_hidden_dim, dtype)
     self.drop_path = DropPath() if self.drop_path_rate > 0 else no_drop_path
@@ -215,5 +201,5 @@ class ClipVisionEncoder(nn.Module):
     return self.encode(video, deterministic)
 
 
-__all__ = ['ClipVisionEncoder', 'ClipBlock', 'ClipEmbed', 'ClipAttention', 'ClipMlp', 'quick_gelu', 'attend',
+__all__ = ['ClipVisionEncoder', 'ClipBlock', 'ClipEmbed', 'ClipAttention', 'ClipMlp', 'quick_gelu',
            'patchify']

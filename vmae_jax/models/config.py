@@ -11,12 +11,15 @@ import dataclasses
 import json
 from typing import Any
 
+from vmae_jax.models import attention
+
 KINDS = ('classifier', 'pretrain', 'clip', 'uniformerv2', 'evl')
-# Kinds whose backbone is a CLIP image ViT applied per frame (spec/adapters.md); they take no tubelet embedding.
+# Kinds whose backbone is a CLIP image ViT applied per frame (docs/fidelity.md, "Adapters"); they take no tubelet
+# embedding.
 CLIP_KINDS = ('clip', 'uniformerv2', 'evl')
 # Kinds that end in a classification head (trained by the finetune/postpretrain/eval tasks).
 HEAD_KINDS = ('classifier', 'uniformerv2', 'evl')
-ATTENTION_IMPLS = ('auto', 'einsum', 'xla', 'cudnn')
+ATTENTION_IMPLS = attention.IMPLS
 REMAT_POLICIES = ('none', 'nothing_saveable', 'dots_saveable', 'dots_with_no_batch_dims_saveable',
                   'everything_saveable')
 DTYPES = ('float32', 'bfloat16', 'float16')
@@ -57,9 +60,10 @@ class ModelConfig:
   decoder_embed_dim: int = 384
   decoder_depth: int = 4
   decoder_num_heads: int = 6
-  # Temporal adapters on CLIP (kind 'uniformerv2' / 'evl'; spec/adapters.md). The global UniBlocks (UniFormerV2)
-  # or EVL decoder layers are `decoder_depth` layers of width `decoder_embed_dim` with `decoder_num_heads` heads,
-  # fed by the last `decoder_depth` backbone blocks. UniFormerV2's temporal downsampling sets tubelet_size=2.
+  # Temporal adapters on CLIP (kind 'uniformerv2' / 'evl'; docs/fidelity.md, "Adapters"). The global UniBlocks
+  # (UniFormerV2) or EVL decoder layers are `decoder_depth` layers of width `decoder_embed_dim` with
+  # `decoder_num_heads` heads, fed by the last `decoder_depth` backbone blocks. UniFormerV2's temporal downsampling
+  # sets tubelet_size=2.
   temporal_downsample: bool = False
   no_lmhra: bool = True               # UniFormerV2: no local UniBlocks (the Kinetics layout)
   double_lmhra: bool = True           # UniFormerV2: a second local UniBlock between attention and MLP

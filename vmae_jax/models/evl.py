@@ -1,4 +1,5 @@
-"""EVL: a frozen CLIP image encoder and a light decoder over its last N blocks (spec/adapters.md §B).
+"""EVL: a frozen CLIP image encoder and a light decoder over its last N blocks (docs/fidelity.md, "Adapters";
+OpenGVLab/efficient-video-recognition model.py).
 
     frames → CLIP blocks; the last N (= decoder_depth) blocks give their outputs F_i and attention q_i, k_i
     query = cls_token (zeros); for each decoder layer i:
@@ -24,10 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vmae_jax.models.clip import ClipMlp, ClipVisionEncoder, _uniform_bias, attend, clip_layer_norm, quick_gelu
+from vmae_jax.models import attention
+from vmae_jax.models.clip import ClipMlp, ClipVisionEncoder, clip_layer_norm, quick_gelu
 from vmae_jax.models.config import ModelConfig
 from vmae_jax.models.uniformerv2 import TORCH_CONV_INIT, temporal_depthwise
-from vmae_jax.models.vit import compute_dtype, logical, resolve_attention
+from vmae_jax.models.vit import compute_dtype, logical, torch_default_bias
 
 Array = jax.Array
 
@@ -92,7 +94,7 @@ class DecoderLayer(nn.Module):
     q = jnp.einsum('bnd,dhk->bnhk', qn, kernels['q']) + biases['q']
     k = jnp.einsum('bnd,dhk->bnhk', mn, kernels['k']) + biases['k']
     v = jnp.einsum('bnd,dhk->bnhk', mn, kernels['v']) + biases['v']
-    out = attend(q, k, v, resolve_attention(c.attention, dtype), dtype)
+    out = attention.attend(q, k, v, attention.resolve(c.attention, dtype), dtype)
     out_kernel = self.param('out_kernel', logical(nn.initializers.variance_scaling(
         1.0, 'fan_avg', 'uniform', in_axis=(0, 1), out_axis=2), ('heads', 'kv', 'embed')), (h, hd, d))
     out_bias = self.param('out_bias', logical(nn.initializers.zeros, ('embed',)), (d,))
@@ -129,7 +131,7 @@ class EVL(nn.Module):
     self.temporal_conv_kernel = [self.param(f'temporal_conv_kernel_{i}', logical(TORCH_CONV_INIT(0, 1),
                                                                                  (None, 'embed')), (3, c.embed_dim))
                                  for i in range(n)]
-    self.temporal_conv_bias = [self.param(f'temporal_conv_bias_{i}', logical(_uniform_bias(3), ('embed',)),
+    self.temporal_conv_bias = [self.param(f'temporal_conv_bias_{i}', logical(torch_default_bias(3), ('embed',)),
                                           (c.embed_dim,)) for i in range(n)]
     self.temporal_pos_embed = [self.param(f'temporal_pos_embed_{i}', logical(nn.initializers.zeros,
                                                                              (None, 'embed')),
@@ -141,7 +143,7 @@ class EVL(nn.Module):
     if c.num_classes > 0:
       self.head_kernel = self.param('head_kernel', logical(TORCH_CONV_INIT(0, 1), ('embed', 'classes')),
                                     (c.embed_dim, c.num_classes))
-      self.head_bias = self.param('head_bias', logical(_uniform_bias(c.embed_dim), ('classes',)), (c.num_classes,))
+      self.head_bias = self.param('head_bias', logical(torch_default_bias(c.embed_dim), ('classes',)), (c.num_classes,))
 
   def backbone_features(self, video: Array, deterministic: bool) -> list[tuple[Array, Array, Array]]:
     """(out, q, k) of the last `decoder_depth` blocks, each (B, T, L, ...)."""

@@ -1,4 +1,6 @@
-"""The official model names and their architectures (spec/videomae.md §1.1–1.2).
+"""The official model names and their architectures (docs/fidelity.md, "Models"; the `vit_*` and
+`pretrain_videomae_*` functions of MCG-NJU/VideoMAE and OpenGVLab/VideoMAEv2 modeling_finetune.py /
+modeling_pretrain.py).
 
 `vit_*` names are classifiers (no head unless `num_classes` is given); `pretrain_videomae_*` names are the MAE
 pretraining models. Large and huge pretraining models differ between the papers' scripts: V1 used a 12-layer
@@ -49,7 +51,7 @@ PRETRAIN = {
 }
 
 
-# CLIP image encoders (spec/adapters.md §C.1): pre-norm, QuickGELU, LayerNorm eps 1e-5, heads of 64 channels.
+# CLIP image encoders (docs/fidelity.md, "Adapters"): pre-norm, QuickGELU, LayerNorm eps 1e-5, heads of 64 channels.
 _CLIP = {
     'b16': dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, img_size=224),
     'l14': dict(patch_size=14, embed_dim=1024, depth=24, num_heads=16, img_size=224),
@@ -58,8 +60,8 @@ _CLIP = {
 _CLIP_COMMON = dict(mlp_ratio=4.0, qkv_bias=True, norm_eps=1e-5, tubelet_size=1, num_frames=8)
 CLIP = {'clip_vit_base_patch16_224': 'b16', 'clip_vit_large_patch14_224': 'l14',
         'clip_vit_large_patch14_336': 'l14_336'}
-# UniFormerV2 (§A.9). version 'k400' (default): the Kinetics/MiT layout, global UniBlocks on the last 4 layers, no
-# local blocks, no temporal downsampling, 8 frames. version 'ssv2': the Something-Something layout, local
+# UniFormerV2 (docs/fidelity.md, "Adapters"). version 'k400' (default): the Kinetics/MiT layout, global UniBlocks
+# on the last 4 layers, no local blocks, no temporal downsampling, 8 frames. version 'ssv2': the Something-Something layout, local
 # UniBlocks in every layer, global ones on the last 8 (B) / 16 (L), 16 frames downsampled to 8, drop paths.
 UNIFORMERV2 = {'uniformerv2_b16': 'b16', 'uniformerv2_l14': 'l14', 'uniformerv2_l14_336': 'l14_336'}
 _UNIFORMERV2_VERSIONS = {
@@ -68,7 +70,7 @@ _UNIFORMERV2_VERSIONS = {
                               temporal_downsample=True, tubelet_size=2, num_frames=16, drop_path_rate=0.2,
                               decoder_drop_path_rate=0.4),
 }
-# EVL (§B.1, B.5): frozen CLIP, 4 decoder layers as wide as the backbone, dropouts 0.5, 8 frames.
+# EVL (docs/fidelity.md, "Adapters"): frozen CLIP, 4 decoder layers as wide as the backbone, dropouts 0.5, 8 frames.
 EVL = {'evl_b16': 'b16', 'evl_l14': 'l14', 'evl_l14_336': 'l14_336'}
 
 

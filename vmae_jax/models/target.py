@@ -1,4 +1,5 @@
-"""The reconstruction target and the V1 / V2 losses (spec/videomae.md §3).
+"""The reconstruction target and the V1 / V2 losses (docs/fidelity.md, "Pixel target and loss";
+engine_for_pretraining.py of MCG-NJU/VideoMAE and OpenGVLab/VideoMAEv2).
 
 Target: un-normalise the input (ImageNet mean/std), cut each token's tubelet of p×p pixels, normalise per token and
 per channel over its t·p·p pixels with the unbiased std (+1e-6 on the std), and flatten in (t, p, p, c) order with

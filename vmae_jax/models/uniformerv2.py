@@ -1,4 +1,5 @@
-"""UniFormerV2: a CLIP image ViT armed with local and global UniBlocks (spec/adapters.md §A).
+"""UniFormerV2: a CLIP image ViT armed with local and global UniBlocks (docs/fidelity.md, "Adapters";
+OpenGVLab/UniFormerV2 slowfast/models/uniformerv2_model.py).
 
     video (B, T, H, W, 3) → conv1 (kernel (kT, p, p), stride (2 if temporal_downsample else 1, p, p)) per frame
       → class token + positions + ln_pre → blocks; block i:
@@ -25,18 +26,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vmae_jax.models import attention
 from vmae_jax.models.clip import (
   LINEAR_INIT,
   ClipBlock,
   ClipMlp,
   ClipVisionEncoder,
-  _uniform_bias,
-  attend,
   clip_layer_norm,
   no_drop_path,
 )
 from vmae_jax.models.config import ModelConfig
-from vmae_jax.models.vit import DropPath, compute_dtype, logical, resolve_attention
+from vmae_jax.models.vit import DropPath, compute_dtype, logical, torch_default_bias
 
 Array = jax.Array
 TORCH_CONV_INIT = lambda in_axis, out_axis: nn.initializers.variance_scaling(  # noqa: E731
@@ -59,11 +59,11 @@ class LocalUniBlock(nn.Module):
                      bias_init=logical(nn.initializers.zeros, ('embed',)), name='bn')(z)
     r = self.width
     k1 = self.param('reduce_kernel', logical(LINEAR_INIT, ('embed', 'mlp')), (self.dim, r))
-    b1 = self.param('reduce_bias', logical(_uniform_bias(self.dim), ('mlp',)), (r,))
+    b1 = self.param('reduce_bias', logical(torch_default_bias(self.dim), ('mlp',)), (r,))
     z = z @ jnp.asarray(k1, self.dtype) + jnp.asarray(b1, self.dtype)
     # depthwise over time: fan_in 3 per channel → torch default bound 1/√3 for weight and bias
     kt = self.param('temporal_kernel', logical(TORCH_CONV_INIT(0, 1), (None, 'mlp')), (3, r))
-    bt = self.param('temporal_bias', logical(_uniform_bias(3), ('mlp',)), (r,))
+    bt = self.param('temporal_bias', logical(torch_default_bias(3), ('mlp',)), (r,))
     z = temporal_depthwise(z, jnp.asarray(kt, self.dtype), axis=1) + jnp.asarray(bt, self.dtype)
     k2 = self.param('expand_kernel', logical(nn.initializers.zeros, ('mlp', 'embed')), (r, self.dim))
     b2 = self.param('expand_bias', logical(nn.initializers.zeros, ('embed',)), (self.dim,))
@@ -138,7 +138,7 @@ class Extractor(nn.Module):
     q = jnp.einsum('bnd,dhk->bnhk', q_in, in_kernel[:, 0]) + in_bias[0]
     k = jnp.einsum('bnd,dhk->bnhk', kv_in, in_kernel[:, 1]) + in_bias[1]
     v = jnp.einsum('bnd,dhk->bnhk', kv_in, in_kernel[:, 2]) + in_bias[2]
-    out = attend(q, k, v, self.impl, self.dtype)
+    out = attention.attend(q, k, v, self.impl, self.dtype)
     out_kernel = self.param('out_kernel', logical(nn.initializers.zeros, ('heads', 'kv', 'embed')), (h, hd, d))
     out_bias = self.param('out_bias', logical(nn.initializers.zeros, ('embed',)), (d,))
     out = jnp.einsum('bnhk,hkd->bnd', out, jnp.asarray(out_kernel, self.dtype)) + jnp.asarray(out_bias, self.dtype)
@@ -171,7 +171,7 @@ class UniFormerV2(nn.Module):
     self.dpe_bias = [self.param(f'dpe_bias_{j}', logical(nn.initializers.zeros, ('embed',)), (c.embed_dim,))
                      for j in range(n)]
     self.dec = [Extractor(c.decoder_embed_dim, c.decoder_num_heads, int(round(c.mlp_ratio * c.decoder_embed_dim)),
-                          c.decoder_drop_rate, float(rates[j]), c.norm_eps, resolve_attention(c.attention, dtype),
+                          c.decoder_drop_rate, float(rates[j]), c.norm_eps, attention.resolve(c.attention, dtype),
                           dtype) for j in range(n)]
     self.temporal_cls_token = self.param('temporal_cls_token', logical(nn.initializers.zeros, (None, None, 'embed')),
                                          (1, 1, c.embed_dim))
@@ -182,7 +182,7 @@ class UniFormerV2(nn.Module):
     if c.num_classes > 0:
       self.head_kernel = self.param('head_kernel', logical(TORCH_CONV_INIT(0, 1), ('embed', 'classes')),
                                     (c.embed_dim, c.num_classes))
-      self.head_bias = self.param('head_bias', logical(_uniform_bias(c.embed_dim), ('classes',)), (c.num_classes,))
+      self.head_bias = self.param('head_bias', logical(torch_default_bias(c.embed_dim), ('classes',)), (c.num_classes,))
 
   def encode(self, video: Array, deterministic: bool = True) -> dict[str, Array]:
     """{'tokens': backbone tokens after the last block (B, T', L, C), 'query': the fused global query (B, C)}."""

@@ -14,19 +14,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vmae_jax.models import attention
 from vmae_jax.models.config import ModelConfig, grid_for
 from vmae_jax.parallel import sharding
 
 Array = jax.Array
 logical = nn.with_logical_partitioning
 
-# Initialisers of the official code, by module kind (spec/videomae.md §1.1, §1.2, §11).
+# Initialisers of the official code, by module kind (docs/fidelity.md, "Initialisation").
 XAVIER_UNIFORM = nn.initializers.xavier_uniform()          # pretrain Linear
 TRUNC_NORMAL_02 = nn.initializers.normal(0.02)             # finetune Linear (timm bounds ±2 are absolute: ≈ untruncated)
 TORCH_DEFAULT = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')  # kaiming_uniform(a=√5)
 
 
-def _torch_default_bias(fan_in: int):
+def torch_default_bias(fan_in: int):
+  """nn.Linear / nn.Conv's default bias init: uniform(±1/√fan_in)."""
   bound = 1.0 / np.sqrt(fan_in)
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
@@ -54,19 +56,6 @@ def gather_tokens(x: Array, idx: Array) -> Array:
 
 def _gather_tokens(x: Array, idx: Array) -> Array:
   return jnp.take_along_axis(x, idx[:, :, None].astype(jnp.int32), axis=1)
-
-
-def resolve_attention(impl: str, dtype) -> str:
-  """'auto' → cuDNN flash attention on GPU for half precision, else the einsum–softmax path.
-
-  The einsum path measured faster than `jax.nn.dot_product_attention(implementation='xla')` on CPU
-  (spec/perf-notes.md); cuDNN only takes fp16/bf16.
-  """
-  if impl != 'auto':
-    return impl
-  if jax.default_backend() == 'gpu' and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
-    return 'cudnn'
-  return 'einsum'
 
 
 class DropPath(nn.Module):
@@ -107,15 +96,10 @@ class Attention(nn.Module):
       v_bias = self.param('v_bias', logical(nn.initializers.zeros, ('heads', 'kv')), (h, hd))
       q = q + jnp.asarray(q_bias, self.dtype)
       v = v + jnp.asarray(v_bias, self.dtype)
-    scale = hd ** -0.5
-    use_attn_dropout = self.attn_drop_rate > 0 and not deterministic
-    if self.impl == 'einsum' or use_attn_dropout:
-      logits = jnp.einsum('bqhk,bshk->bhqs', q * scale, k)
-      probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
-      probs = nn.Dropout(self.attn_drop_rate)(probs, deterministic=deterministic)
-      out = jnp.einsum('bhqs,bshk->bqhk', probs, v)
-    else:
-      out = jax.nn.dot_product_attention(q, k, v, scale=scale, implementation=self.impl)
+    probs_dropout = None
+    if self.attn_drop_rate > 0 and not deterministic:
+      probs_dropout = lambda p: nn.Dropout(self.attn_drop_rate)(p, deterministic=False)  # noqa: E731
+    out = attention.attend(q, k, v, self.impl, self.dtype, probs_dropout)
     proj_kernel = self.param('proj_kernel', logical(
         nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform', in_axis=(0, 1), out_axis=2)
         if self.kernel_init is XAVIER_UNIFORM else self.kernel_init, ('heads', 'kv', 'embed')), (h, hd, self.dim))
@@ -198,7 +182,7 @@ def block_stack(dim: int, depth: int, num_heads: int, mlp_hidden_dim: int, confi
   scanned = nn.scan(block, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
                     in_axes=(0, nn.broadcast), length=depth, metadata_params={nn.PARTITION_NAME: 'layers'})
   stack = scanned(dim, num_heads, mlp_hidden_dim, config.qkv_bias, config.drop_rate, config.attn_drop_rate,
-                  config.drop_path_rate > 0, config.norm_eps, resolve_attention(config.attention, dtype), dtype,
+                  config.drop_path_rate > 0, config.norm_eps, attention.resolve(config.attention, dtype), dtype,
                   kernel_init, name=name)
   rates = jnp.asarray(np.linspace(0.0, config.drop_path_rate, depth), jnp.float32)
 
@@ -225,7 +209,7 @@ class CubeEmbed(nn.Module):
     kernel = self.param('kernel', logical(nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform',
                                                                            in_axis=(0, 1, 2, 3), out_axis=4),
                                           (None, None, None, None, 'embed')), (t, p, p, c, self.embed_dim))
-    bias = self.param('bias', logical(_torch_default_bias(fan_in), ('embed',)), (self.embed_dim,))
+    bias = self.param('bias', logical(torch_default_bias(fan_in), ('embed',)), (self.embed_dim,))
     patches = einops.rearrange(video, 'b (t pt) (h ph) (w pw) c -> b (t h w) (pt ph pw c)', pt=t, ph=p, pw=p)
     kernel = jnp.asarray(kernel, self.dtype).reshape(fan_in, self.embed_dim)
     return patches.astype(self.dtype) @ kernel + jnp.asarray(bias, self.dtype)
@@ -262,4 +246,4 @@ class VideoViT(nn.Module):
 
 
 __all__ = ['sinusoid_table', 'VideoViT', 'block_stack', 'Block', 'CubeEmbed', 'gather_tokens', 'XAVIER_UNIFORM',
-           'TRUNC_NORMAL_02', 'TORCH_DEFAULT', 'resolve_attention', 'layer_norm', 'compute_dtype']
+           'TRUNC_NORMAL_02', 'TORCH_DEFAULT', 'torch_default_bias', 'layer_norm', 'compute_dtype']

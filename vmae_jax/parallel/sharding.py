@@ -1,7 +1,7 @@
 """The device mesh and where every array lives on it.
 
 Mesh axes ('data', 'fsdp', 'tensor') with Auto axis types (linen/GSPMD code fails on the Explicit default of
-`jax.make_mesh`, spec/jax-stack.md §0.1). One rule table maps the logical axis names the models declare to mesh
+`jax.make_mesh`; docs/scaling.md, "Mesh"). One rule table maps the logical axis names the models declare to mesh
 axes:
 
   * batches are split over ('data', 'fsdp'): every device of those two axes holds different examples;

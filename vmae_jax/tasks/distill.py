@@ -1,5 +1,6 @@
 """Logit distillation: a frozen teacher classifier's logits → a student (the V2 maintainers distilled the
-K710-fine-tuned ViT-g into ViT-S/B; the repo has no code for it, spec/videomae.md §7).
+K710-fine-tuned ViT-g into ViT-S/B; OpenGVLab/VideoMAEv2 has no code for it, see OpenGVLab/VideoMAEv2#61
+and docs/fidelity.md, "Recipes").
 
 loss = alpha · T² · KL(softmax(teacher/T) ‖ softmax(student/T)) + (1 − alpha) · label loss, on the same augmented
 clip for both. The teacher's parameters are a jit argument (never a compile-time constant) and sit under

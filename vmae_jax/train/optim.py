@@ -1,4 +1,5 @@
-"""Optax recipes of the official code (spec/videomae.md §5.1, §6.1).
+"""Optax recipes of the official code (VideoMAE `optim_factory.py` and `utils.cosine_scheduler`; docs/fidelity.md,
+"Recipes").
 
 - lr = base_lr × global_batch / 256 (V2's `num_sample` repeats are not counted), same scaling for min_lr.
 - Per-step schedule: linear warmup from 0 (`np.linspace(0, lr, warmup_steps)`, its last value is the peak), then
@@ -132,6 +133,15 @@ def adamw(params, *, base_lr: float, global_batch: int, total_steps: int, warmup
   if accumulate_steps > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps)
   return tx, lr
+
+
+def from_config(o, params, *, global_batch: int, total_steps: int, warmup_steps: int, depth: int | None = None,
+                frozen=None) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """`adamw` from a config's `optim` section (the one place its fields become optimizer arguments)."""
+  return adamw(params, base_lr=o.base_lr, global_batch=global_batch, total_steps=total_steps,
+               warmup_steps=warmup_steps, min_lr=o.min_lr, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
+               clip_grad=o.clip_grad or None, layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
+               depth=depth, accumulate_steps=o.accumulate_steps, decay_rule=o.decay_rule, frozen=frozen)
 
 
 def ema_update(ema_params, params, decay: float):

@@ -357,3 +357,25 @@ def variant(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict
   if arg == 'smoke':
     return make_smoke(c)
   raise ConfigError(f"config argument {arg!r} unknown; use '' (the recipe) or 'smoke'")
+
+
+def parse_arg(arg: str, **accepted) -> ml_collections.ConfigDict:
+  """A big_vision-style config-file argument, 'key=value,flag' (e.g. 'dataset=ssv2,smoke'), as a ConfigDict.
+
+  `accepted` names every key a config file takes: a tuple lists its allowed values (the first is the default), a
+  bool is a flag (False unless named alone, as 'smoke'). Anything else raises ConfigError naming what is allowed."""
+  usage = ', '.join(f'{k}={"|".join(v)}' if isinstance(v, tuple) else k for k, v in accepted.items())
+  out = ml_collections.ConfigDict({k: v[0] if isinstance(v, tuple) else False for k, v in accepted.items()})
+  seen = set()
+  for item in (arg or '').split(','):
+    key, eq, value = item.strip().partition('=')
+    if not key and not eq:
+      continue
+    if key not in accepted or key in seen or bool(eq) != isinstance(accepted[key], tuple):
+      raise ConfigError(f'config argument {item.strip()!r} unknown in {arg!r}; use a comma-separated subset of: '
+                        f'{usage}')
+    if eq and value not in accepted[key]:
+      raise ConfigError(f'config argument {key}={value!r} unknown; {key} must be one of {"|".join(accepted[key])}')
+    out[key] = value if eq else True
+    seen.add(key)
+  return out

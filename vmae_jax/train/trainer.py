@@ -5,10 +5,10 @@ BatchNorm statistics of UniFormerV2's local blocks, updated by the step and save
 One data batch = one micro-batch; with `optim.accumulate_steps = k`, `optax.MultiSteps` applies an update every k
 micro-batches, so a checkpoint may fall anywhere and still resume exactly.
 
-Checkpoints (orbax CheckpointManager under WORKDIR/checkpoints, async): items `params` ({'params': ...}, what
-`vmae_jax.load(WORKDIR)` reads), `train_state` (step, optimizer state, EMA), `data_iter` (the Grain iterator),
-`model_config` and `config` (JSON with the schema version). The latest `keep_checkpoints` are kept, plus the best
-by val top-1 for classification.
+Checkpoints (orbax CheckpointManager under WORKDIR/checkpoints, async; the items are written and read in
+vmae_jax/weights/checkpoint.py): `params` (what `vmae_jax.load(WORKDIR)` reads), `train_state`, `data_iter`,
+`model_config`, `config`[, `batch_stats`]. The latest `keep_checkpoints` are kept, plus the best by val top-1 for
+classification. The step itself is vmae_jax/train/step.py, shared with the benchmarks.
 
 Exactness: the dropout/drop-path key of step s is fold_in(key(seed), s), the data order is a function of the seed
 and the iterator position, and every array of the state is saved bit for bit. So a run killed at any moment (-9
@@ -29,12 +29,9 @@ import time
 from typing import Any
 
 import flax.linen as nn
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import orbax.checkpoint as ocp
 
 from vmae_jax import models
 from vmae_jax.data import pipeline
@@ -42,11 +39,10 @@ from vmae_jax.models.config import ConfigError
 from vmae_jax.parallel import device_batch, sharding
 from vmae_jax.tasks import TASKS, Context
 from vmae_jax.train import optim, schema
+from vmae_jax.train import step as step_lib
 from vmae_jax.train.metrics import MetricWriter, Progress
 from vmae_jax.weights import checkpoint
 
-PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG = 'params', 'train_state', 'data_iter', 'model_config', 'config'
-BATCH_STATS = checkpoint.BATCH_STATS   # its own item, so vmae_jax.load reads it without the optimizer state
 RESULTS_FILE = 'results.json'
 
 
@@ -84,29 +80,8 @@ class Trainer:
     self._stop_signal = None
 
   # --- checkpoints -----------------------------------------------------------------------------------------
-  def _manager(self, best_metric: str | None) -> ocp.CheckpointManager:
-    from orbax.checkpoint import checkpoint_managers as cm
-    keep = [cm.LatestN(self.config.keep_checkpoints)]
-    if best_metric:
-      keep.append(cm.BestN(get_metric_fn=lambda m: m[best_metric], n=1, keep_checkpoints_without_metrics=False))
-    options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=True,
-                                           preservation_policy=cm.AnyPreservationPolicy(keep))
-    return ocp.CheckpointManager(os.path.join(self.workdir, 'checkpoints'), options=options,
-                                 item_names=(PARAMS, TRAIN_STATE, DATA_ITER, MODEL_CONFIG, CONFIG, BATCH_STATS),
-                                 item_handlers={DATA_ITER: grain.checkpoint.CheckpointHandler()})
-
   def _save(self, mngr, state, data_iter, metrics=None) -> None:
-    step = int(state['step'])
-    if step in mngr.all_steps():
-      return
-    rest = {k: v for k, v in state.items() if k not in ('params', 'batch_stats')}
-    extra = {BATCH_STATS: ocp.args.StandardSave(state['batch_stats'])} if 'batch_stats' in state else {}
-    mngr.save(step, args=ocp.args.Composite(**extra, **{
-        PARAMS: ocp.args.StandardSave({'params': state['params']}),
-        TRAIN_STATE: ocp.args.StandardSave(rest),
-        DATA_ITER: grain.checkpoint.CheckpointSave(data_iter),
-        MODEL_CONFIG: ocp.args.JsonSave(self.model_config.to_dict()),
-        CONFIG: ocp.args.JsonSave(schema.to_json_dict(self.config))}), metrics=metrics, force=True)
+    checkpoint.save_training(mngr, state, data_iter, self.model_config, schema.to_json_dict(self.config), metrics)
 
   # --- signals ----------------------------------------------------------------------------------------------
   def _on_sigterm(self, signum, frame):
@@ -164,12 +139,9 @@ class Trainer:
     cfg, mcfg, o = self.config, self.model_config, self.config.optim
     boxed = models.abstract_params(mcfg)
     params_abstract = sharding.with_shardings(nn.unbox(boxed), sharding.tree_shardings(boxed, self.mesh))
-    tx, lr_fn = optim.adamw(params_abstract, base_lr=o.base_lr, global_batch=cfg.batch_size, total_steps=total,
-                            warmup_steps=warmup, min_lr=o.min_lr, b1=o.b1, b2=o.b2, eps=o.eps,
-                            weight_decay=o.weight_decay, clip_grad=o.clip_grad or None,
-                            layer_decay=o.layer_decay if o.layer_decay != 1.0 else None,
-                            depth=mcfg.depth, accumulate_steps=o.accumulate_steps, decay_rule=o.decay_rule,
-                            frozen=models.frozen_mask(mcfg, params_abstract))
+    tx, lr_fn = optim.from_config(o, params_abstract, global_batch=cfg.batch_size, total_steps=total,
+                                  warmup_steps=warmup, depth=mcfg.depth,
+                                  frozen=models.frozen_mask(mcfg, params_abstract))
     opt_abstract = jax.eval_shape(tx.init, params_abstract)
     opt_abstract = sharding.with_shardings(opt_abstract,
                                            sharding.mirror_shardings(opt_abstract, params_abstract, self.mesh))
@@ -188,7 +160,7 @@ class Trainer:
     shardings = jax.tree_util.tree_map(lambda a: a.sharding, abstract_state)
     params = task.init_params_sharded(jax.random.key(self.config.seed), shardings['params'])
     state = {'step': jax.device_put(jnp.zeros((), jnp.int32), shardings['step']), 'params': params,
-             'opt_state': jax.jit(tx.init, out_shardings=shardings['opt_state'])(params)}
+             'opt_state': step_lib.initial_opt_state(tx, params, shardings['opt_state'])}
     if 'ema' in abstract_state:
       state['ema'] = jax.tree_util.tree_map(jnp.copy, params)
     if 'batch_stats' in abstract_state:
@@ -201,7 +173,7 @@ class Trainer:
     task = TASKS[self.config.task](Context(self.config, self.model_config, self.data_config, self.workdir,
                                            self.mesh))
     tx, _, abstract_state = self.layout(total_steps, max(total_steps // 10, 1))
-    jitted = self._jitted_step(task, tx, self.config.optim.accumulate_steps, abstract_state)
+    jitted = self._jitted_step(task, tx, abstract_state)
     batch_sh = sharding.batch_sharding(self.mesh)
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sh) for k, v in abstract_batch.items()}
     frozen = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
@@ -224,7 +196,7 @@ class Trainer:
                                      num_classes=num_classes, error_dir=self.workdir)
     data_iter = iter(dataset)
 
-    mngr = self._manager(task.best_metric)
+    mngr = checkpoint.training_manager(self.workdir, cfg.keep_checkpoints, task.best_metric)
     writer = None
     try:
       latest = mngr.latest_step()
@@ -235,7 +207,7 @@ class Trainer:
         _info(f'{self.workdir}: training already finished at step {total}; nothing to do')
         return results
       if latest is not None:
-        state = self._restore(mngr, latest, abstract_state, data_iter)
+        state = checkpoint.restore_training(mngr, latest, abstract_state, data_iter)
         _info(f'resumed from {self.workdir}/checkpoints/{latest} (micro-step {latest} of {total_micro})')
       else:
         state = self.initial_state(task, tx, abstract_state)
@@ -265,47 +237,16 @@ class Trainer:
       mngr.wait_until_finished()
       mngr.close()
 
-  def _restore(self, mngr, step, abstract_state, data_iter) -> dict:
-    rest = {k: v for k, v in abstract_state.items() if k not in ('params', 'batch_stats')}
-    extra = ({BATCH_STATS: ocp.args.StandardRestore(abstract_state['batch_stats'])}
-             if 'batch_stats' in abstract_state else {})
-    restored = mngr.restore(step, args=ocp.args.Composite(**extra, **{
-        PARAMS: ocp.args.StandardRestore({'params': abstract_state['params']}),
-        TRAIN_STATE: ocp.args.StandardRestore(rest),
-        DATA_ITER: grain.checkpoint.CheckpointRestore(data_iter)}))
-    state = {'params': restored[PARAMS]['params'], **restored[TRAIN_STATE]}
-    if extra:
-      state['batch_stats'] = restored[BATCH_STATS]
-    return state
-
-  def _jitted_step(self, task, tx, k, abstract_state):
-    seed = self.config.seed
-    ema_decay = self.config.optim.ema_decay
-
-    def step(state, frozen, batch):
-      rng = jax.random.fold_in(jax.random.key(seed), state['step'])
-      if 'batch_stats' in state:   # the task reads them from `frozen` and returns the updated ones in aux
-        frozen = {**frozen, 'batch_stats': state['batch_stats']}
-      (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(state['params'], frozen, batch, rng)
-      aux = dict(aux)
-      batch_stats = aux.pop('batch_stats', None)
-      updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-      params = optax.apply_updates(state['params'], updates)
-      new = {'step': state['step'] + 1, 'params': params, 'opt_state': opt_state}
-      if batch_stats is not None:
-        new['batch_stats'] = batch_stats
-      if 'ema' in state:
-        updated = (new['step'] % k) == 0
-        ema = optim.ema_update(state['ema'], params, ema_decay)
-        new['ema'] = jax.tree_util.tree_map(lambda e, old: jnp.where(updated, e, old), ema, state['ema'])
-      metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), **aux}
-      return new, metrics
+  def _jitted_step(self, task, tx, abstract_state):
     # The state keeps its shardings step after step (no silent re-layout); metrics are replicated scalars.
+    o = self.config.optim
     state_sh = jax.tree_util.tree_map(lambda a: a.sharding, abstract_state)
-    return jax.jit(step, donate_argnums=(0,), out_shardings=(state_sh, sharding.replicated(self.mesh)))
+    return step_lib.make(task.loss, tx, seed=self.config.seed, ema_decay=o.ema_decay,
+                         accumulate_steps=o.accumulate_steps,
+                         out_shardings=(state_sh, sharding.replicated(self.mesh)))
 
-  def _step_fn(self, task, tx, k, abstract_state):
-    jitted = self._jitted_step(task, tx, k, abstract_state)
+  def _step_fn(self, task, tx, abstract_state):
+    jitted = self._jitted_step(task, tx, abstract_state)
 
     def call(state, frozen, batch):
       with sharding.activate(self.mesh):   # traced with the mesh and rules: activation constraints apply
@@ -314,7 +255,7 @@ class Trainer:
 
   def _loop(self, task, state, data_iter, mngr, writer, tx, lr_fn, total_micro, k, abstract_state):
     cfg = self.config
-    step_fn = self._step_fn(task, tx, k, abstract_state)
+    step_fn = self._step_fn(task, tx, abstract_state)
     frozen = task.frozen_inputs()
     monitor = pipeline.FailureMonitor(self.data_config.max_failure_share, self.data_config.failure_window)
     keys = task.batch_keys

@@ -1,4 +1,4 @@
-"""CLIP image-encoder weights → the vmae_jax `clip` parameter tree (spec/adapters.md §C.2, C.3).
+"""CLIP image-encoder weights → the vmae_jax `clip` parameter tree (docs/fidelity.md, "Checkpoint layouts").
 
 Reads three layouts, all normalised to OpenAI's key names first:
   * OpenAI state dicts: the full model (`visual.*` beside the text tower, which is ignored) or the visual tower

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from vmae_jax import models
-from vmae_jax.data.sources import read_class_names
+from vmae_jax.data.annotations import read_class_names
 from vmae_jax.models.config import ModelConfig
 from vmae_jax.weights import checkpoint, loaded
 
