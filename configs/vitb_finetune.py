@@ -58,5 +58,5 @@ def get_config(arg: str = ''):
   c.model.update(dict(name='vit_base_patch16_224', use_mean_pooling=True, dtype='bfloat16', **r['model']))
   c.data.update(dict(source='list', num_frames=16, **r['data']))
   c.optim.update(dict(b1=0.9, b2=0.999, weight_decay=0.05, **r['optim']))
-  c.eval.max_videos = 2000       # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
+  c.eval.max_videos = 2000   # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
   return schema.variant(c, 'smoke' if a.smoke else '')

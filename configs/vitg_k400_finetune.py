@@ -23,5 +23,5 @@ def get_config(arg: str = ''):
   c.data.update(dict(source='list', num_frames=16, sampling_rate=4, sampling='dense', num_sample=2,
                      test_num_segment=5, test_num_crop=3))
   c.optim.update(dict(base_lr=1e-5, min_lr=1e-6, b1=0.9, b2=0.999, weight_decay=0.1, layer_decay=0.9))
-  c.eval.max_videos = 2000       # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
+  c.eval.max_videos = 2000   # periodic single-view val on 2000 videos spread over the list; the end: all, multi-view
   return schema.variant(c, arg)

@@ -121,3 +121,25 @@ def test_mode_and_model_checks(capsys):
   with pytest.raises(ConfigError, match="'depth2'"):
     step.parse_overrides(['depth2'])
   assert step.parse_overrides(['depth=2', 'dtype=bfloat16']) == {'depth': 2, 'dtype': 'bfloat16'}
+
+
+@pytest.mark.parametrize('name,version,frozen', [('evl_b16', None, True), ('uniformerv2_b16', 'ssv2', False)])
+def test_adapter_bench_runs_the_trainers_step(name, version, frozen):
+  """`bench adapters` times the trainer's step on an adapter: the frozen backbone stays put, the head trains, and
+  UniFormerV2's BatchNorm statistics travel in the state as in the loop."""
+  config = models.get_config(name, version=version, img_size=32, patch_size=8, embed_dim=64, depth=3, num_heads=4,
+                             num_frames=4, decoder_embed_dim=64, decoder_num_heads=4, decoder_depth=2, num_classes=5,
+                             freeze_backbone=frozen)
+  ours = step.build_jax_step(config, 'finetune', step.host_batch(config, 'finetune', 2))
+  before = jax.tree_util.tree_map(np.array, ours.state['params'])   # copies: the step donates the state
+  ours.run()
+  ours.run()
+  assert int(ours.state['step']) == 2 and all(math.isfinite(x) for x in ours.losses)
+  after = ours.state['params']
+  moved = {part: any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(before[part]),
+                                                               jax.tree_util.tree_leaves(after[part])))
+           for part in before}
+  assert moved['backbone'] is not frozen
+  heads = [part for part in moved if part.startswith('head')]
+  assert heads and all(moved[part] for part in heads), moved   # (zero-initialised branches may need more steps)
+  assert ('batch_stats' in ours.state) is (name == 'uniformerv2_b16')   # the SSv2 layout has local (BN) blocks

@@ -91,6 +91,24 @@ def test_layer_decay_equals_per_layer_adamw():
   np.testing.assert_allclose(updates['encoder']['blocks']['mlp']['fc1_kernel'][0], expected, rtol=1e-5, atol=1e-9)
 
 
+def test_layer_decay_with_a_frozen_part():
+  """Layer decay and a frozen mask together (an adapter with freeze_backbone and a layer-decay recipe): the frozen
+  part gets exactly zero updates and no optimizer state, the rest the same update as without any freezing."""
+  c = _tiny()
+  params = models.init_params(c, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  video = jnp.asarray(rng.standard_normal((4, 2, 16, 16, 3)), jnp.float32)
+  grads = jax.grad(_loss_fn(c, video, jnp.array([0, 1, 2, 3])))(params)
+  frozen = {name: jax.tree_util.tree_map(lambda _: name == 'encoder', sub) for name, sub in params.items()}
+  kwargs = dict(base_lr=1e-3, global_batch=256, total_steps=10, warmup_steps=0, min_lr=0.0, layer_decay=0.5, depth=3)
+  tx, _ = optim.adamw(params, frozen=frozen, **kwargs)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  assert all(not np.any(u) for u in jax.tree_util.tree_leaves(updates['encoder']))
+  free, _ = optim.adamw(params, **kwargs)
+  expected, _ = free.update(grads, free.init(params), params)
+  np.testing.assert_allclose(updates['head_kernel'], expected['head_kernel'], rtol=1e-6)
+
+
 def test_accumulation_equals_the_large_batch():
   c = _tiny()
   params = models.init_params(c, jax.random.key(1))

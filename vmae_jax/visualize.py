@@ -4,8 +4,8 @@
 
 The model predicts each masked token's pixels normalised by that token's own mean and (unbiased) std
 (docs/fidelity.md, "Pixel target and loss"); to show them, every prediction is de-normalised with the mean and
-std of the same token of the original clip. Tokens the encoder saw are shown as they are. With V2 dual masking the decoder predicts only
-its kept tokens: encoder-masked tokens it dropped stay grey in the reconstruction row.
+std of the same token of the original clip. Tokens the encoder saw are shown as they are. With V2 dual masking the
+decoder predicts only its kept tokens: encoder-masked tokens it dropped stay grey in the reconstruction row.
 """
 from __future__ import annotations
 

@@ -4,8 +4,9 @@ All paths do the same work per clip: sample 16 frames at stride 4 (the pretraini
 (scales 1, .875, .75, .66) and resize to 224, tube mask 0.9 + running-cell decoder mask 0.5, `num_sample` clips per
 decoded video. They differ only in how: (a) this pipeline on the original files (PyAV seek-decode of only the
 needed span, RGB conversion of the kept frames only, uint8 out, normalisation left to the device); (b) the same
-pipeline on videos packed by the TFDS builder (re-encoded to short side 320 with keyframe interval 16 or 1, and as JPEG frames); (c) the official path: decord `VideoReader.get_batch`, PIL images,
-per-frame crop + resize, stacked into a float tensor /255, normalised with ImageNet mean/std (spec §5.1).
+pipeline on videos packed by the TFDS builder (re-encoded to short side 320 with keyframe interval 16 or 1, and as
+JPEG frames); (c) the official path: decord `VideoReader.get_batch`, PIL images, per-frame crop + resize, stacked
+into a float tensor /255, normalised with ImageNet mean/std (VideoMAE's pretraining transform; docs/data.md).
 """
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 batch and masks, trained by the same kind of step (forward + loss + backward + AdamW), timed the same way.
 
   v1        `VideoMAEForPreTraining(pixel_values, bool_masked_pos)`: HF's own norm-pix target and MSE loss;
-  v2        the dual-masking forward rebuilt from HF submodules (as VideoMAEv2 `models/modeling_pretrain.py` runs it): encoder on the
-            visible tokens, decoder on [visible ; mask tokens at the decoder-kept positions], per-token MSE weighted
-            by the encoder mask over the kept tokens;
+  v2        the dual-masking forward rebuilt from HF submodules (as VideoMAEv2 `models/modeling_pretrain.py` runs
+            it): encoder on the visible tokens, decoder on [visible ; mask tokens at the decoder-kept positions],
+            per-token MSE weighted by the encoder mask over the kept tokens;
   finetune  `VideoMAEForVideoClassification`, cross-entropy with label smoothing 0.1 on its logits.
 
 SDPA attention; fp32 on CPU, `torch.autocast(bfloat16)` on GPU when the JAX step computes in bf16. Pretraining clips

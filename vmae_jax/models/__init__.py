@@ -81,5 +81,6 @@ def count_params(name_or_config: str | ModelConfig, **overrides) -> int:
   return sum(math.prod(leaf.shape) for leaf in leaves)
 
 
-__all__ = ['frozen_mask', 'init_variables', 'abstract_batch_stats', 'ClipVisionEncoder', 'UniFormerV2', 'EVL', 'build', 'count_params', 'get_config', 'model_names', 'init_params', 'abstract_params', 'example_inputs',
+__all__ = ['frozen_mask', 'init_variables', 'abstract_batch_stats', 'ClipVisionEncoder', 'UniFormerV2', 'EVL', 'build',
+           'count_params', 'get_config', 'model_names', 'init_params', 'abstract_params', 'example_inputs',
            'ModelConfig', 'ConfigError', 'PretrainVideoMAE', 'VideoClassifier', 'sinusoid_table']

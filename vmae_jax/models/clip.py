@@ -1,9 +1,9 @@
 """The CLIP image encoder (OpenAI `VisionTransformer` without `ln_post`/`proj`), applied frame by frame.
 
 Pre-norm blocks with QuickGELU MLPs and full q/k/v biases, a class token, a learned absolute position table and
-`ln_pre`; LayerNorm eps 1e-5 (OpenAI CLIP `model.py`; docs/fidelity.md, "Adapters"). The parameter tree is the backbone of both temporal adapters
-(`uniformerv2.py`, `evl.py`), which subclass or reuse these modules, so a converted CLIP checkpoint initialises
-them by copying subtrees.
+`ln_pre`; LayerNorm eps 1e-5 (OpenAI CLIP `model.py`; docs/fidelity.md, "Adapters"). The parameter tree is the
+backbone of both temporal adapters (`uniformerv2.py`, `evl.py`), which subclass or reuse these modules, so a
+converted CLIP checkpoint initialises them by copying subtrees.
 
 Blocks are a Python loop (`resblocks_{i}`), not a scan: the adapters read and modify the stream between blocks.
 Kernels are stored (in, out) with heads split out, as in vit.py: `qkv_kernel` (D, 3, heads, head_dim).

@@ -61,8 +61,9 @@ _CLIP_COMMON = dict(mlp_ratio=4.0, qkv_bias=True, norm_eps=1e-5, tubelet_size=1,
 CLIP = {'clip_vit_base_patch16_224': 'b16', 'clip_vit_large_patch14_224': 'l14',
         'clip_vit_large_patch14_336': 'l14_336'}
 # UniFormerV2 (docs/fidelity.md, "Adapters"). version 'k400' (default): the Kinetics/MiT layout, global UniBlocks
-# on the last 4 layers, no local blocks, no temporal downsampling, 8 frames. version 'ssv2': the Something-Something layout, local
-# UniBlocks in every layer, global ones on the last 8 (B) / 16 (L), 16 frames downsampled to 8, drop paths.
+# on the last 4 layers, no local blocks, no temporal downsampling, 8 frames. version 'ssv2': the Something-Something
+# layout, local UniBlocks in every layer, global ones on the last 8 (B) / 16 (L), 16 frames downsampled to 8, drop
+# paths.
 UNIFORMERV2 = {'uniformerv2_b16': 'b16', 'uniformerv2_l14': 'l14', 'uniformerv2_l14_336': 'l14_336'}
 _UNIFORMERV2_VERSIONS = {
     'k400': lambda size: dict(decoder_depth=4, no_lmhra=True, temporal_downsample=False, num_frames=8),

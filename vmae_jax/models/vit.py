@@ -23,7 +23,7 @@ logical = nn.with_logical_partitioning
 
 # Initialisers of the official code, by module kind (docs/fidelity.md, "Initialisation").
 XAVIER_UNIFORM = nn.initializers.xavier_uniform()          # pretrain Linear
-TRUNC_NORMAL_02 = nn.initializers.normal(0.02)             # finetune Linear (timm bounds ±2 are absolute: ≈ untruncated)
+TRUNC_NORMAL_02 = nn.initializers.normal(0.02)   # finetune Linear (timm's bounds ±2 are absolute: ≈ untruncated)
 TORCH_DEFAULT = nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')  # kaiming_uniform(a=√5)
 
 

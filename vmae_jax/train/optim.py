@@ -97,10 +97,15 @@ def layer_decay_factors(params, depth: int, decay: float) -> Any:
 
 
 def scale_by_tree(factors) -> optax.GradientTransformation:
-  """Multiply each update by a fixed per-leaf factor (broadcasting)."""
+  """Multiply each update by a fixed per-leaf factor (broadcasting). Leaves another transformation masked out
+  (`optax.MaskedNode`, e.g. a frozen backbone under `multi_transform`) stay as they are."""
+  def scale(u, f):
+    return u if isinstance(u, optax.MaskedNode) else u * f.astype(u.dtype)
+
   def update(updates, state, params=None):
     del params
-    return jax.tree_util.tree_map(lambda u, f: u * f.astype(u.dtype), updates, factors), state
+    is_masked = lambda x: isinstance(x, optax.MaskedNode)  # noqa: E731
+    return jax.tree_util.tree_map(scale, updates, factors, is_leaf=is_masked), state
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
