@@ -132,9 +132,8 @@ def runs(tmp_path_factory):
   go('vitb_finetune:dataset=ssv2', **{'init.checkpoint': v1})
   go('vitb_finetune:dataset=ucf101')
   k710 = go('vitg_k710_postpretrain', **{'init.checkpoint': v2})
-  go('vitg_k400_finetune', **{'init.checkpoint': k710,
-                              'init.class_names': os.path.join(LABELS, 'label_map_k710.txt'),
-                              'init.target_class_names': os.path.join(LABELS, 'label_map_k400.txt')})
+  go('vitg_k400_finetune', **{'init.checkpoint': k710})   # the recipe's init.head_remap='k710:k400'
+
   go('distill_g_to_b', **{'distill.teacher': k710})
   c = smoke('vitb_finetune:dataset=k400')
   c.task = 'eval'
@@ -181,14 +180,19 @@ def test_classification_smoke(runs, name):
     assert m.classify(video).shape == (1, m.config.num_classes)
 
 
-def test_k400_head_remapped_from_k710_by_name(runs):
-  """The smoke k400 fine-tune started from the k710 run's head rows in the official 710→400 order."""
+@pytest.mark.parametrize('how', ['named', 'files'])
+def test_k400_head_remapped_from_k710_by_name(runs, how):
+  """The smoke k400 fine-tune starts from the k710 run's head rows in the official 710→400 order, whether the label
+  sets are named (the recipe's init.head_remap='k710:k400', lists shipped with the package) or given as files."""
   from vmae_jax.weights.initialize import restore_any
   _, k710 = restore_any(runs['vitg_k710_postpretrain'][0])
   c = smoke('vitg_k400_finetune')
   c.init.checkpoint = runs['vitg_k710_postpretrain'][0]
-  c.init.class_names = os.path.join(LABELS, 'label_map_k710.txt')
-  c.init.target_class_names = os.path.join(LABELS, 'label_map_k400.txt')
+  assert c.init.head_remap == 'k710:k400'
+  if how == 'files':
+    c.init.head_remap = ''
+    c.init.class_names = os.path.join(LABELS, 'label_map_k710.txt')
+    c.init.target_class_names = os.path.join(LABELS, 'label_map_k400.txt')
   from vmae_jax.tasks import Context
   from vmae_jax.weights.initialize import init_from_checkpoint
   ctx = Context(c, schema.check(c).model, None, '', None)
@@ -226,6 +230,15 @@ def test_demo_smoke_writes_the_summary(runs):
   for key in ('pretrained_top1', 'scratch_top1', 'margin', 'seconds'):
     assert key in summary
   assert set(os.listdir(workdir)) >= {'pretrain', 'finetune_pretrained', 'finetune_scratch', 'summary.json'}
+  assert all(s > 0 for s in summary['seconds'].values())
+
+
+def test_rerunning_a_finished_demo_keeps_the_stage_times(runs):
+  """A finished demo run again is a no-op that must not replace the stage times with its own near-zero ones."""
+  workdir, summary = runs['demo']
+  again = vmae_jax_main_run(load_config('demo', 'smoke'), workdir)
+  assert again['seconds'] == summary['seconds']
+  assert again['pretrained_top1'] == summary['pretrained_top1']
 
 
 # --- NaN stop ------------------------------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ vmae_jax/weights/export.py; the orbax checkpoint: vmae_jax/weights/checkpoint.py
 """
 from __future__ import annotations
 
-import argparse
 import ast
+import os
 import sys
 
 from vmae_jax.models import registry
 from vmae_jax.models.config import ModelConfig
+from vmae_jax.train.errors import ArgumentParser, UsageError, cli, did_you_mean
 from vmae_jax.weights import checkpoint, export
 from vmae_jax.weights.videomae_import import load_official
 
@@ -41,8 +42,9 @@ def _parse_value(text: str):
     return text
 
 
+@cli('python -m vmae_jax.convert')
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m vmae_jax.convert', description=__doc__.split('\n\n')[0])
+  parser = ArgumentParser(prog='python -m vmae_jax.convert', description=__doc__.split('\n\n')[0])
   parser.add_argument('--src', required=True, help='official .pth, HF directory or .safetensors file')
   parser.add_argument('--dst', required=True,
                       help='output: orbax checkpoint directory, HF directory (--to=hf) or .pth file (--to=official)')
@@ -58,11 +60,14 @@ def main(argv: list[str] | None = None) -> int:
       parser.error(f'override {item!r} is not field=value')
     k, v = item.split('=', 1)
     overrides[k.strip()] = _parse_value(v.strip())
-  try:
-    config = convert(args.src, args.dst, args.model, to=args.to, **overrides)
-  except ValueError as e:  # ConvertError, LayoutError, ConfigError, ClipLayoutError, CheckpointError, ExportError
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  if not os.path.exists(args.src):
+    raise UsageError(f'--src={args.src}: no such file or directory')
+  if args.model is not None and args.model not in registry.model_names():
+    close = did_you_mean(args.model, registry.model_names())
+    raise UsageError(f'--model={args.model!r} is not a registered model' + (
+        f' (did you mean {" or ".join(close)}?)' if close else f'; registered: {", ".join(registry.model_names())}'))
+  # ConvertError, LayoutError, ConfigError, ClipLayoutError, CheckpointError, ExportError: user errors (errors.py)
+  config = convert(args.src, args.dst, args.model, to=args.to, **overrides)
   print(f'wrote {args.dst}: {config.name or config.kind} ({config.kind}, embed_dim={config.embed_dim}, '
         f'depth={config.depth}, num_heads={config.num_heads}, num_classes={config.num_classes})')
   return 0

@@ -23,7 +23,6 @@ the settings; a rerun with different settings into the same folder is refused.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -35,8 +34,9 @@ from typing import Iterator
 import numpy as np
 
 from vmae_jax import constants
-from vmae_jax.data import decode, geometry
-from vmae_jax.data.annotations import SourceError
+from vmae_jax.data import annotations, decode, geometry
+from vmae_jax.data.annotations import SourceError, parse_line
+from vmae_jax.train.errors import ArgumentParser, UsageError, at_least, cli
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.webm', '.mov', '.m4v', '.flv', '.mpg', '.mpeg', '.wmv', '.3gp')
 SETTINGS_FILE = 'features.json'
@@ -58,13 +58,13 @@ class Settings:
 
   def check(self) -> None:
     if self.stride < 1:
-      raise ValueError(f'stride must be >= 1 (got {self.stride})')
+      raise UsageError(f'--stride={self.stride}: must be ≥ 1')
     if self.frame_step < 1:
-      raise ValueError(f'frame_step must be >= 1 (got {self.frame_step})')
+      raise UsageError(f'--frame_step={self.frame_step}: must be ≥ 1')
     if self.resize not in ('squash', 'crop'):
-      raise ValueError(f"resize must be 'squash' or 'crop' (got {self.resize!r})")
+      raise UsageError(f"--resize={self.resize!r}: must be 'squash' or 'crop'")
     if self.normalize not in ('none', 'imagenet'):
-      raise ValueError(f"normalize must be 'none' or 'imagenet' (got {self.normalize!r})")
+      raise UsageError(f"--normalize={self.normalize!r}: must be 'none' or 'imagenet'")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def _strip_ext(path: str) -> str:
 
 def list_videos(path: str, root: str = '') -> list[Video]:
   """A folder (every video file below it, sorted) or a list file (one path per line; a trailing integer label,
-  as in the official lists, is ignored; relative paths are joined to `root`)."""
+  as in the official lists, or V2's `0 -1`, is ignored; relative paths are joined to `root`)."""
   if os.path.isdir(path):
     videos = []
     for folder, _, files in sorted(os.walk(path)):
@@ -91,14 +91,16 @@ def list_videos(path: str, root: str = '') -> list[Video]:
     return videos
   if not os.path.isfile(path):
     raise SourceError(f'{path}: no such folder or list file (--data.path)')
+  if path.lower().endswith(VIDEO_EXTENSIONS):
+    raise SourceError(f'{path}: a video, not a list file (--data.path); pass the folder that holds it or a list file')
   videos, seen = [], {}
-  with open(path) as f:
+  with annotations.open_list(path) as f:
     for lineno, raw in enumerate(f, 1):
       line = raw.strip()
       if not line or line.startswith('#'):
         continue
-      cut = max(line.rfind(' '), line.rfind('\t'), line.rfind(','))
-      rel = line[:cut].rstrip(' \t,') if cut > 0 and line[cut + 1:].lstrip('-').isdigit() else line
+      head, label, _ = parse_line(line)   # `path label` or V2's `path 0 -1`: the label is ignored
+      rel = head if head and label.lstrip('-').isdigit() else line
       vid = _strip_ext(os.path.basename(rel) if os.path.isabs(rel) else os.path.normpath(rel))
       if vid in seen:
         raise SourceError(f'{path}:{lineno}: video id {vid!r} already given on line {seen[vid]}')
@@ -200,7 +202,7 @@ def _check_settings(out: str, record: dict) -> None:
       old = json.load(f)
     for key, value in record.items():
       if key in old and old[key] != value:
-        raise ValueError(f'{path}: this folder holds features made with {key}={old[key]!r}, not {value!r}; '
+        raise UsageError(f'{path}: this folder holds features made with {key}={old[key]!r}, not {value!r}; '
                          f'use another --out or the same settings')
   os.makedirs(out, exist_ok=True)
   tmp = path + '.tmp'
@@ -264,30 +266,29 @@ def extract(checkpoint: str, videos: list[Video], out: str, settings: Settings =
   return {'written': written, 'skipped': len(videos) - len(todo), 'failed': failed}
 
 
+@cli('python -m vmae_jax.features')
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m vmae_jax.features', description=__doc__.split('\n\n')[0])
+  parser = ArgumentParser(prog='python -m vmae_jax.features', description=__doc__.split('\n\n')[0])
   parser.add_argument('--checkpoint', required=True, help='converted checkpoint or training workdir')
   parser.add_argument('--data.path', dest='data_path', required=True,
                       help='a folder of videos, or a list file (one path per line, optional trailing label)')
   parser.add_argument('--data.root', dest='data_root', default='', help='prefix for relative paths of a list file')
   parser.add_argument('--out', required=True, help='output folder: <video id>.npy, failed.txt, features.json')
-  parser.add_argument('--stride', type=int, default=4, help='frames between window starts (V2: 4 THUMOS, 16 '
-                                                            'FineAction)')
-  parser.add_argument('--frame_step', type=int, default=1, help='frame spacing inside a window (V2: 1)')
+  parser.add_argument('--stride', type=at_least(1), default=4, help='frames between window starts (V2: 4 THUMOS, '
+                                                                    '16 FineAction)')
+  parser.add_argument('--frame_step', type=at_least(1), default=1, help='frame spacing inside a window (V2: 1)')
   parser.add_argument('--resize', choices=('squash', 'crop'), default='squash',
                       help='squash: bilinear to img_size² (V2 TAD); crop: short side + centre crop')
   parser.add_argument('--normalize', choices=('none', 'imagenet'), default='none',
                       help='none: pixels/255 (V2 TAD); imagenet: mean/std as in training')
-  parser.add_argument('--batch_size', type=int, default=32, help='windows per device step (all devices)')
-  parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
+  parser.add_argument('--batch_size', type=at_least(1), default=32, help='windows per device step (all devices)')
+  parser.add_argument('--step', type=at_least(0), default=None, help='checkpoint step (default: latest)')
   args = parser.parse_args(argv)
   settings = Settings(stride=args.stride, frame_step=args.frame_step, resize=args.resize, normalize=args.normalize)
-  try:
-    videos = list_videos(args.data_path, args.data_root)
-    result = extract(args.checkpoint, videos, args.out, settings, args.batch_size, args.step)
-  except ValueError as e:  # SourceError, CheckpointError, bad settings: each names its file or field
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  if os.path.isfile(args.out):
+    raise UsageError(f'--out={args.out}: is a file; give a folder for the .npy outputs')
+  videos = list_videos(args.data_path, args.data_root)   # SourceError naming the file or folder
+  result = extract(args.checkpoint, videos, args.out, settings, args.batch_size, args.step)
   print(f'{args.out}: {result["written"]} written, {result["skipped"]} already done, {len(result["failed"])} failed'
         + (f' (listed in {os.path.join(args.out, FAILED_FILE)}):' if result['failed'] else ''))
   for path, reason in result['failed']:

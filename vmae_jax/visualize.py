@@ -9,10 +9,12 @@ decoder predicts only its kept tokens: encoder-masked tokens it dropped stay gre
 """
 from __future__ import annotations
 
-import argparse
+import os
 
 import einops
 import numpy as np
+
+from vmae_jax.train.errors import ArgumentParser, UsageError, at_least, cli
 
 GREY = 0.5
 
@@ -87,36 +89,55 @@ def reconstruct_file(checkpoint: str, video_path: str, *, sampling_rate: int = 4
   import vmae_jax
   from vmae_jax.data import augment, decode, geometry, masking, sampling
   from vmae_jax.weights import export
-  m = vmae_jax.load(checkpoint)
+  if not os.path.isfile(video_path):
+    raise UsageError(f'--video={video_path}: no such file')
+  if sampling_rate < 1:
+    raise UsageError(f'--sampling_rate={sampling_rate}: must be ≥ 1')
+  m = vmae_jax.load(checkpoint)   # CheckpointError naming the path
   c = m.config
   if c.kind != 'pretrain':
-    raise ValueError(f'{checkpoint}: a {c.kind} checkpoint has no decoder; reconstruction needs a pretraining one')
+    raise UsageError(f'--checkpoint={checkpoint}: a {c.kind} checkpoint has no decoder; reconstruction needs a '
+                     'pretraining one')
+  rng = np.random.default_rng(seed)
+  try:
+    masks = masking.sample_masks(rng, c.token_grid(), 'tube', mask_ratio, 'run_cell' if decoder_mask else None)
+  except ValueError as e:   # the ratio leaves no masked or no visible token on this model's grid
+    raise UsageError(f'--mask_ratio={mask_ratio}: {e}') from None
   if norm_target is None:
     norm_target = export.norm_target_of(checkpoint)
-  clip, _ = decode.read_clip({'file': video_path, 'path': video_path},
-                             lambda n: sampling.dense_val_indices(n, c.num_frames, sampling_rate))
+  try:
+    clip, _ = decode.read_clip({'file': video_path, 'path': video_path},
+                               lambda n: sampling.dense_val_indices(n, c.num_frames, sampling_rate))
+  except Exception as e:   # whatever PyAV raises for a file it cannot read (as the data pipeline reports it)
+    raise UsageError(f'--video={video_path}: not a readable video ({type(e).__name__}: '
+                     f'{str(e).splitlines()[0] if str(e) else ""})') from e
   clip = geometry.center_crop_view(clip, c.img_size, c.img_size)
-  rng = np.random.default_rng(seed)
-  masks = masking.sample_masks(rng, c.token_grid(), 'tube', mask_ratio, 'run_cell' if decoder_mask else None)
   decoder = masks['decoder_mask'][None] if decoder_mask else None
   pred = m.reconstruct(augment.normalize(clip)[None], masks['encoder_mask'][None], decoder)['pred']
   return reconstruction_rows(clip, masks['visible_idx'], masks['pred_idx'], np.asarray(pred)[0], c.tubelet_size,
                              c.patch_size, normalized=norm_target)
 
 
+@cli('python -m vmae_jax.visualize')
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m vmae_jax.visualize', description=__doc__.split('\n\n')[0])
+  parser = ArgumentParser(prog='python -m vmae_jax.visualize', description=__doc__.split('\n\n')[0])
   parser.add_argument('--checkpoint', required=True, help='pretraining checkpoint or training workdir')
   parser.add_argument('--video', required=True, help='a video file')
   parser.add_argument('--out', required=True, help='.png (a few frames side by side) or .gif (animated)')
-  parser.add_argument('--sampling_rate', type=int, default=4)
-  parser.add_argument('--mask_ratio', type=float, default=0.9)
+  parser.add_argument('--sampling_rate', type=at_least(1), default=4)
+  parser.add_argument('--mask_ratio', type=float, default=0.9, help='tube mask ratio in (0, 1)')
   parser.add_argument('--decoder_mask', action='store_true', help="V2's running-cell decoder mask (0.5)")
   parser.add_argument('--norm_target', choices=('auto', 'true', 'false'), default='auto',
                       help="whether the model predicts per-patch normalised pixels (auto: the workdir's config, "
                            'else true, the official default)')
-  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--seed', type=at_least(0), default=0)
   args = parser.parse_args(argv)
+  if not args.out.lower().endswith(('.png', '.gif')):
+    raise UsageError(f'--out={args.out}: must end in .png (frames side by side) or .gif (animated)')
+  if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+    raise UsageError(f'--out={args.out}: the folder {os.path.dirname(os.path.abspath(args.out))} does not exist')
+  if not 0 < args.mask_ratio < 1:
+    raise UsageError(f'--mask_ratio={args.mask_ratio}: must be in (0, 1)')
   norm = {'auto': None, 'true': True, 'false': False}[args.norm_target]
   rows = reconstruct_file(args.checkpoint, args.video, sampling_rate=args.sampling_rate, mask_ratio=args.mask_ratio,
                           decoder_mask=args.decoder_mask, norm_target=norm, seed=args.seed)

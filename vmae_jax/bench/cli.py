@@ -27,19 +27,19 @@ Trailing `field=value` arguments override ModelConfig fields (e.g. depth=2 for a
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
 import statistics
 import sys
 
-import jax
+from vmae_jax.train.errors import ArgumentParser, UsageError, at_least, cli
 
-from vmae_jax import models
+# jax and the models are imported where they are used: a bad argument fails before they load
 
 
 def bench_attention(model: str, batch: int, steps: int, impls: list[str], dtype: str) -> dict[str, float]:
+  from vmae_jax import models
   from vmae_jax.bench import step as bs
   results = {}
   for impl in impls:
@@ -55,6 +55,8 @@ def bench_attention(model: str, batch: int, steps: int, impls: list[str], dtype:
 
 def bench_step(args) -> dict:
   """Time the training step of `args.mode` (and HF's with --compare-torch); print a summary, return every figure."""
+  import jax
+
   from vmae_jax.bench import flops
   from vmae_jax.bench import step as bs
   from vmae_jax.models.attention import resolve as resolve_attention
@@ -157,41 +159,43 @@ def bench_step(args) -> dict:
   return result
 
 
+@cli('python -m vmae_jax.bench')
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m vmae_jax.bench')
+  parser = ArgumentParser(prog='python -m vmae_jax.bench')
   sub = parser.add_subparsers(dest='command', required=True)
   att = sub.add_parser('attention', help='time each attention implementation on a pretraining step')
   att.add_argument('--model', default='pretrain_videomae_small_patch16_224')
-  att.add_argument('--batch', type=int, default=2)
-  att.add_argument('--steps', type=int, default=5)
+  att.add_argument('--batch', type=at_least(1), default=2)
+  att.add_argument('--steps', type=at_least(1), default=5)
   att.add_argument('--dtype', default='float32')
   att.add_argument('--impls', default='einsum,xla', help='comma-separated: einsum, xla, cudnn')
   pipe = sub.add_parser('pipeline', help='host pipeline clips/s vs the official decord + PIL path')
   pipe.add_argument('--videos', default='', help='folder of videos (default: generate realistic ones)')
-  pipe.add_argument('--workers', type=int, default=0, help='worker processes for every path (0 = in-process)')
-  pipe.add_argument('--num_sample', type=int, default=1, help='augmented clips per decoded video (all paths)')
-  pipe.add_argument('--num_videos', type=int, default=24, help='videos to generate when --videos is not given')
-  pipe.add_argument('--clips', type=int, default=96, help='clips timed per path and run, after warm-up')
-  pipe.add_argument('--repeats', type=int, default=2, help='timed runs per path (interleaved; best kept)')
+  pipe.add_argument('--workers', type=at_least(0), default=0,
+                    help='worker processes for every path (0 = in-process)')
+  pipe.add_argument('--num_sample', type=at_least(1), default=1, help='augmented clips per decoded video (all paths)')
+  pipe.add_argument('--num_videos', type=at_least(1), default=24, help='videos to generate when --videos is not given')
+  pipe.add_argument('--clips', type=at_least(1), default=96, help='clips timed per path and run, after warm-up')
+  pipe.add_argument('--repeats', type=at_least(1), default=2, help='timed runs per path (interleaved; best kept)')
   pipe.add_argument('--workdir', default='', help='where generated/packed data go (default: a temp dir)')
   pipe.add_argument('--json', action='store_true', help='end with one JSON line of the headline figures')
   st = sub.add_parser('step', help='time a training step (fwd + loss + bwd + AdamW); MFU, memory, HF ratio')
   st.add_argument('--model', default='pretrain_videomae_small_patch16_224',
                   help='registered name; finetune maps pretrain_videomae_X to the classifier of the same size')
   st.add_argument('--mode', default='v1', choices=('v1', 'v2', 'finetune'))
-  st.add_argument('--batch', type=int, default=2)
-  st.add_argument('--frames', type=int, default=16)
-  st.add_argument('--img_size', type=int, default=224)
-  st.add_argument('--steps', type=int, default=0, help='timed steps (default 10 on accelerators, 3 on CPU)')
-  st.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
+  st.add_argument('--batch', type=at_least(1), default=2)
+  st.add_argument('--frames', type=at_least(1), default=16)
+  st.add_argument('--img_size', type=at_least(1), default=224)
+  st.add_argument('--steps', type=at_least(0), default=0, help='timed steps (default 10 on accelerators, 3 on CPU)')
+  st.add_argument('--warmup', type=at_least(0), default=2, help='untimed steps after compiling')
   st.add_argument('--dtype', default='', help='activation dtype (default bfloat16 on GPU, float32 on CPU)')
   st.add_argument('--remat', default='none', help="ModelConfig.remat_policy: 'none' or a jax.checkpoint_policies name")
   st.add_argument('--attention', default='auto', help='auto, einsum, xla or cudnn')
-  st.add_argument('--num_classes', type=int, default=400, help='finetune head size')
-  st.add_argument('--seed', type=int, default=0)
+  st.add_argument('--num_classes', type=at_least(1), default=400, help='finetune head size')
+  st.add_argument('--seed', type=at_least(0), default=0)
   st.add_argument('--peak_tflops', type=float, default=0.0,
                   help='stated peak TFLOP/s for MFU (default: the bf16 dense datasheet figure of a known GPU)')
-  st.add_argument('--peak_matmul_size', type=int, default=0,
+  st.add_argument('--peak_matmul_size', type=at_least(0), default=0,
                   help='side of the square matmul timed for the measured peak (default 8192 on GPU, 2048 on CPU)')
   st.add_argument('--compare-torch', dest='compare_torch', action='store_true',
                   help='also time HF transformers VideoMAE (sdpa) on the same device, shapes and masks')
@@ -200,25 +204,24 @@ def main(argv=None) -> int:
   st.add_argument('overrides', nargs='*', metavar='field=value', help='ModelConfig overrides, e.g. depth=2')
   ad = sub.add_parser('adapters', help='adapter with a frozen backbone vs full fine-tuning: step time, memory')
   ad.add_argument('--model', default='evl_b16')
-  ad.add_argument('--batch', type=int, default=2)
-  ad.add_argument('--frames', type=int, default=8)
-  ad.add_argument('--steps', type=int, default=3)
-  ad.add_argument('--classes', type=int, default=400)
+  ad.add_argument('--batch', type=at_least(1), default=2)
+  ad.add_argument('--frames', type=at_least(1), default=8)
+  ad.add_argument('--steps', type=at_least(1), default=3)
+  ad.add_argument('--classes', type=at_least(1), default=400)
   ad.add_argument('--dtype', default='float32')
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parser.parse_args(argv)
+  # A bad --model/--mode/--dtype/override is a ConfigError, a missing folder a UsageError: one line, exit code 2
+  # (vmae_jax/train/errors.py).
   if args.command == 'step':
     if args.compare_torch:   # before JAX starts its backend: leave GPU memory to PyTorch instead of taking 75 %
       os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
     args.argv = argv[1:]
-    from vmae_jax.models.config import ConfigError
-    try:
-      bench_step(args)
-    except ConfigError as e:   # a bad --model/--mode/override: say which, no traceback
-      print(f'error: {e}', file=sys.stderr)
-      return 2
+    bench_step(args)
     return 0
   if args.command == 'pipeline':
+    if args.videos and not os.path.isdir(args.videos):
+      raise UsageError(f'--videos={args.videos}: no such folder')
     from vmae_jax.bench import pipeline
     pipeline.run(args)
     return 0
@@ -226,6 +229,7 @@ def main(argv=None) -> int:
     from vmae_jax.bench import adapters
     adapters.run(args)
     return 0
+  import jax
   print(f'jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}')
   bench_attention(args.model, args.batch, args.steps, args.impls.split(','), args.dtype)
   return 0

@@ -26,10 +26,21 @@ def _check_ratio(ratio: float, name: str) -> float:
   return float(ratio)
 
 
+def _check_count(ratio: float, count: int, what: str) -> int:
+  """int(ratio·count) masked of `count` tokens; it must leave at least one masked and one visible (the encoder
+  needs a token to see, the loss a token to predict)."""
+  masked = int(_check_ratio(ratio, 'mask_ratio') * count)
+  if not 0 < masked < count:
+    raise ValueError(f'mask_ratio={ratio} masks int({ratio} × {count}) = {masked} of the {count} tokens {what}; it '
+                     f'must leave at least one masked and one visible token: on this grid, mask_ratio in '
+                     f'[1/{count}, 1)')
+  return masked
+
+
 def tube_mask(rng: np.random.Generator, grid: Grid, mask_ratio: float) -> np.ndarray:
   """One random spatial mask with int(ratio·H'W') masked positions, repeated on every temporal slice."""
   t, h, w = _check_grid(grid)
-  num_masked = int(_check_ratio(mask_ratio, 'mask_ratio') * h * w)
+  num_masked = _check_count(mask_ratio, h * w, f"of each frame (tube mask, {h}x{w} tokens per frame)")
   per_frame = np.zeros(h * w, dtype=bool)
   per_frame[rng.permutation(h * w)[:num_masked]] = True
   return np.tile(per_frame, t)
@@ -40,7 +51,7 @@ def random_mask(rng: np.random.Generator, grid: Grid, mask_ratio: float) -> np.n
   t, h, w = _check_grid(grid)
   n = t * h * w
   mask = np.zeros(n, dtype=bool)
-  mask[rng.permutation(n)[:int(_check_ratio(mask_ratio, 'mask_ratio') * n)]] = True
+  mask[rng.permutation(n)[:_check_count(mask_ratio, n, f'of the clip (random mask, {t}x{h}x{w} tokens)')]] = True
   return mask
 
 

@@ -229,6 +229,8 @@ def train_indices(source, subset_per_class: int = 0) -> list[int]:
   """The source indices a training run reads: all, or the first `subset_per_class` of each class."""
   if subset_per_class <= 0:
     return list(range(len(source)))
+  if hasattr(source, 'require_labels'):
+    source.require_labels(f'data.subset_per_class={subset_per_class}')
   taken: dict[int, int] = {}
   keep = []
   for i in range(len(source)):

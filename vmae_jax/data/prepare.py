@@ -16,7 +16,6 @@ there are kept, so an interrupted run resumes; a file that cannot be re-encoded 
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import multiprocessing
@@ -28,7 +27,8 @@ import numpy as np
 
 from vmae_jax.constants import SPLITS
 from vmae_jax.data import reencode
-from vmae_jax.data.annotations import SPLIT_FILES, SourceError, read_class_names
+from vmae_jax.data.annotations import SPLIT_FILES, read_class_names
+from vmae_jax.train.errors import ArgumentParser, at_least, cli
 
 VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.mpg', '.mpeg', '.flv', '.ogv', '.wmv',
                     '.3gp', '.ts')
@@ -106,11 +106,15 @@ def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int
   return n_val, n_test
 
 
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+  if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+    raise PrepareError(f'--val_fraction={val_fraction}, --test_fraction={test_fraction}: each in [0, 1), sum < 1')
+
+
 def split(files: dict[str, list[str]], names: Sequence[str], val_fraction: float, test_fraction: float,
           seed: int) -> dict[str, list[tuple[str, int]]]:
   """Per-class seeded split → {'train'|'val'|'test': [(relative path, label), …]} in class, then path order."""
-  if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-    raise PrepareError(f'--val_fraction={val_fraction}, --test_fraction={test_fraction}: each in [0, 1), sum < 1')
+  _check_fractions(val_fraction, test_fraction)
   out: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
   for label, name in enumerate(names):
     paths = files.get(name, [])
@@ -200,6 +204,7 @@ def prepare(videos: str, out: str, classes: str | None = None, val_fraction: flo
             crf: int = 23, workers: int | None = None, log=print) -> dict:
   """Write `<out>/{train,val,test}.csv` and `<out>/classes.txt` (and re-encoded copies when asked); return a
   summary dict: root, classes, counts per split, skipped files, notes."""
+  _check_fractions(val_fraction, test_fraction)   # before any re-encoding
   names = read_class_names(classes) if classes else None
   names, files, notes = scan(videos, names)
   if not any(files.values()):
@@ -235,27 +240,31 @@ def prepare(videos: str, out: str, classes: str | None = None, val_fraction: flo
   return summary
 
 
+@cli('python -m vmae_jax.data.prepare')
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m vmae_jax.data.prepare',
-                                   description='Class-folder tree → train.csv / val.csv / test.csv (+ classes.txt).')
+  parser = ArgumentParser(prog='python -m vmae_jax.data.prepare',
+                          description='Class-folder tree → train.csv / val.csv / test.csv (+ classes.txt).')
   parser.add_argument('--videos', required=True, help='folder of class sub-folders holding videos')
   parser.add_argument('--out', required=True, help='where train.csv / val.csv / test.csv / classes.txt go')
   parser.add_argument('--classes', default=None, help='class-name list, one per line (label order); default: '
                       'sorted sub-folder names')
   parser.add_argument('--val_fraction', type=float, default=0.1)
   parser.add_argument('--test_fraction', type=float, default=0.1)
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--short_side', type=int, default=None,
+  parser.add_argument('--seed', type=at_least(0), default=0)
+  parser.add_argument('--short_side', type=at_least(2), default=None,
                       help='re-encode copies under <out>/videos with this short side (never upscaled)')
-  parser.add_argument('--gop', type=int, default=None, help='keyframe interval of the re-encoded copies (frames)')
-  parser.add_argument('--crf', type=int, default=23, help='x264 quality of the re-encoded copies')
-  parser.add_argument('--workers', type=int, default=None, help='re-encoding processes (default: all CPUs)')
+  parser.add_argument('--gop', type=at_least(1), default=None,
+                      help='keyframe interval of the re-encoded copies (frames)')
+  parser.add_argument('--crf', type=at_least(0, 51), default=23, help='x264 quality of the re-encoded copies (0..51)')
+  parser.add_argument('--workers', type=at_least(1), default=None, help='re-encoding processes (default: all CPUs)')
   args = parser.parse_args(argv)
-  try:
-    summary = prepare(**vars(args))
-  except (PrepareError, SourceError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  if args.classes is not None and not os.path.isfile(args.classes):
+    raise PrepareError(f'--classes={args.classes}: no such file')
+  if os.path.isfile(args.out):
+    raise PrepareError(f'--out={args.out}: is a file; give a folder for the lists')
+  options = vars(args)
+  del options['debug']
+  summary = prepare(**options)   # PrepareError / SourceError: one line, exit code 2 (vmae_jax/train/errors.py)
   width = max(len(n) for n in summary['classes'])
   print(f"{len(summary['classes'])} classes, {sum(summary['per_class'].values())} videos "
         f"(train {summary['counts']['train']}, val {summary['counts']['val']}, test {summary['counts']['test']})")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from vmae_jax.data.annotations import SPLIT_FILES, SourceError, read_list
+from vmae_jax.data.annotations import SPLIT_FILES, UNLABELLED, SourceError, read_list
 
 
 class ListSource:
   """The official layout: `<path>/{train,val,test}.csv`, one `relative/path label` per line (space or comma),
-  paths joined to `root`. Bad lines, labels outside [0, num_classes) and empty lists fail at construction."""
+  paths joined to `root`. Bad lines, labels outside [0, num_classes) and empty lists fail at construction. Without
+  `num_classes` (pretraining) VideoMAE V2's unlabelled lists (`path 0 -1`) are read too: `unlabelled` counts their
+  videos, whose label is -1 (annotations.read_list)."""
 
   def __init__(self, path: str, split: str, root: str = '', num_classes: int | None = None):
     if split not in SPLIT_FILES:
@@ -27,6 +29,13 @@ class ListSource:
     self.items = [(rel, label) for _, rel, label in read_list(self.list_file, num_classes)]
     if not self.items:
       raise SourceError(f'{self.list_file}: the annotation list is empty')
+    self.unlabelled = sum(label == UNLABELLED for _, label in self.items)
+
+  def require_labels(self, why: str) -> None:
+    """SourceError when the list has videos without a label; `why` names the setting that needs them."""
+    if self.unlabelled:
+      raise SourceError(f'{self.list_file}: {self.unlabelled} of its {len(self.items)} videos have no label (a '
+                        f'VideoMAE V2 pretraining list), but {why} needs labels')
 
   def __len__(self) -> int:
     return len(self.items)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 
 
 class DistributedConfigError(ValueError):
@@ -66,3 +67,24 @@ def maybe_initialize() -> bool:
   else:
     jax.distributed.initialize()
   return True
+
+
+# --- agreeing across processes (checkpoint resume, the workdir lock) ----------------------------------------------
+def is_process_0() -> bool:
+  return jax.process_index() == 0
+
+
+def on_every_process(flag: bool) -> bool:
+  """Whether `flag` holds on every process (the same answer on all of them)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.all(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def from_process_0(values: tuple[int, ...]) -> tuple[int, ...]:
+  """Process 0's `values` (ints), on every process."""
+  if jax.process_count() == 1:
+    return values
+  from jax.experimental import multihost_utils
+  return tuple(int(v) for v in multihost_utils.broadcast_one_to_all(np.asarray(values, np.int64)))

@@ -119,6 +119,9 @@ def features(step, params, data_cfg, split: str, global_batch_size: int, mesh, *
   """Features of a split through `step` (the jitted `normalized_features` program): (features (N, D), labels
   (N,)), valid videos only, gathered on every process."""
   from jax.experimental import multihost_utils
+  source = make_source(data_cfg, split, num_classes)
+  if hasattr(source, 'require_labels'):   # the kNN probe votes with the labels
+    source.require_labels('the kNN probe (pretrain.knn_every_steps > 0; set it to 0)')
   feats, labels = [], []
   indices = split_indices(data_cfg, split, num_classes, max_videos)
   for batch in batches(data_cfg, split, global_batch_size, indices, multi_view=False, num_classes=num_classes,

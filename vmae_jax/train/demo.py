@@ -9,6 +9,9 @@ Stages, each a normal training run in its own sub-workdir (so a killed demo resu
    clips per class), then evaluated multi-view on the val split;
 3. `finetune_scratch/`: the same classifier, budget and data, from random initialisation.
 `DIR/summary.json` holds `pretrained_top1`, `scratch_top1` (percent), their difference and the time of each stage.
+A stage's time is the training time it really took: each stage keeps its own total in `<stage>/demo_seconds.json`,
+added to only by runs that trained, so re-running a finished demo (a no-op) does not overwrite the figures with
+near-zero times, and a killed and resumed stage counts both of its parts.
 """
 from __future__ import annotations
 
@@ -21,6 +24,23 @@ import ml_collections
 from vmae_jax.models.config import ConfigError
 
 STAGES = ('pretrain', 'finetune')
+SECONDS_FILE = 'demo_seconds.json'
+
+
+def _stage_seconds(stage_dir: str, elapsed: float, trained: bool) -> float:
+  """The stage's total training seconds, `elapsed` added when this run trained (written atomically)."""
+  path = os.path.join(stage_dir, SECONDS_FILE)
+  total = 0.0
+  if os.path.exists(path):
+    with open(path) as f:
+      total = float(json.load(f)['seconds'])
+  if trained:
+    total += elapsed
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+      json.dump({'seconds': total}, f)
+    os.replace(tmp, path)
+  return round(total, 1)
 
 
 def stage_configs(config, workdir: str) -> dict[str, ml_collections.ConfigDict]:
@@ -40,7 +60,7 @@ def stage_configs(config, workdir: str) -> dict[str, ml_collections.ConfigDict]:
 
 
 def run(config, workdir: str) -> dict:
-  from vmae_jax.train.trainer import Trainer
+  from vmae_jax.train.trainer import RESULTS_FILE, Trainer
   workdir = os.path.abspath(workdir)
   stages = stage_configs(config, workdir)
   # Building every Trainer checks every stage's config before the first stage starts.
@@ -49,9 +69,10 @@ def run(config, workdir: str) -> dict:
   results, seconds = {}, {}
   for name, trainer in trainers.items():
     print(f'=== demo stage {name} ===', flush=True)
+    trains = not os.path.exists(os.path.join(trainer.workdir, RESULTS_FILE))   # else: finished earlier, a no-op
     start = time.time()
     results[name] = trainer.run()
-    seconds[name] = round(time.time() - start, 1)
+    seconds[name] = _stage_seconds(trainer.workdir, time.time() - start, trains)
   fine = stages['finetune_pretrained']
   summary = {
       'pretrained_top1': results['finetune_pretrained']['eval/top1'],

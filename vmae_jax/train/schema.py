@@ -1,8 +1,9 @@
 """The training config: one schema for every task, checked field by field before anything is built or compiled.
 
 A config file (`configs/*.py`) starts from `defaults(task)` and changes what its recipe changes. `check(config)`
-refuses unknown fields, wrong types and inconsistent values with the field named, so a typo costs seconds, not a
-compile. Each fact lives in one field:
+refuses unknown fields (with a did-you-mean), wrong types, values outside their range (`LIMITS`, one table beside
+the defaults) and inconsistent values with the field named, so a typo costs seconds, not a compile. Each fact
+lives in one field:
 
 - `data.num_frames` / `data.input_size` set the clip the model sees (`model` has no num_frames/img_size);
 - `model.patch_size` / `model.tubelet_size` set the token grid (the data masks follow them);
@@ -20,9 +21,10 @@ import ml_collections
 import numpy as np
 
 from vmae_jax.constants import IMAGENET_MEAN, IMAGENET_STD, SPLITS
-from vmae_jax.data import masking
+from vmae_jax.data import masking, synthetic
 from vmae_jax.models.config import HEAD_KINDS, ConfigError, ModelConfig
 from vmae_jax.parallel.sharding import AXES
+from vmae_jax.train.errors import did_you_mean
 
 SCHEMA_VERSION = 1
 TASKS = ('pretrain', 'finetune', 'postpretrain', 'eval', 'distill', 'demo')
@@ -84,12 +86,12 @@ def defaults(task: str = 'pretrain') -> ml_collections.ConfigDict:
   c.data = default_data_config()
   for field in DATA_FROM_MODEL:
     del c.data[field]
-  from vmae_jax.data import synthetic
   c.data.synthetic = ml_collections.ConfigDict(dict(synthetic.DEFAULTS, cache_dir=''))  # data.source='synthetic'
   c.init = ml_collections.ConfigDict(dict(
       checkpoint='',               # converted checkpoint or training workdir to start from
       step=-1,                     # its step (-1 = latest)
-      class_names='',              # file: the checkpoint head's classes (for a head remap by name)
+      head_remap='',               # 'SRC:DST' among the shipped Kinetics lists k400|k600|k700|k710, e.g. 'k710:k400'
+      class_names='',              # file: the checkpoint head's classes (for a head remap by name, your own lists)
       target_class_names='',       # file: this run's classes, in label order
       synonyms=''))                # JSON file {target name: checkpoint name}
   c.optim = ml_collections.ConfigDict(dict(
@@ -121,6 +123,213 @@ def defaults(task: str = 'pretrain') -> ml_collections.ConfigDict:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# What each field allows
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+  """The numbers a field allows: bounds (None = unbounded), each closed unless marked open."""
+  lo: float | None = None
+  hi: float | None = None
+  lo_open: bool = False
+  hi_open: bool = False
+
+  def __contains__(self, value) -> bool:
+    if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+      return False
+    return self.hi is None or (value < self.hi if self.hi_open else value <= self.hi)
+
+  def __str__(self) -> str:
+    if self.hi is None:
+      return f'{">" if self.lo_open else "≥"} {self.lo:g}'
+    if self.lo is None:
+      return f'{"<" if self.hi_open else "≤"} {self.hi:g}'
+    return f'{"(" if self.lo_open else "["}{self.lo:g}, {self.hi:g}{")" if self.hi_open else "]"}'
+
+
+@dataclasses.dataclass(frozen=True)
+class Items:
+  """A tuple field: `length` numbers, each in `each`; `ascending`: a (low, high) range with low ≤ high."""
+  each: Range
+  length: int
+  ascending: bool = False
+
+  def __contains__(self, value) -> bool:
+    return (len(value) == self.length and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v in self.each
+                                             for v in value) and (not self.ascending or list(value) == sorted(value)))
+
+  def __str__(self) -> str:
+    return f'{self.length} numbers, each {self.each}' + (', low ≤ high' if self.ascending else '')
+
+
+def at_least(lo: float) -> Range:
+  return Range(lo)
+
+
+POSITIVE = Range(0, lo_open=True)
+PROBABILITY = Range(0, 1)
+FRACTION = Range(0, 1, hi_open=True)       # [0, 1): a ratio that must leave something, a decay, a smoothing
+BETA = FRACTION                            # Adam's β1/β2 (β = 1 would never forget the first gradient)
+
+# Every field of `defaults()` but `mesh_shape` (checked by `mesh_shape()`), `model.*` (ModelConfig's own
+# `validate`, vmae_jax/models/config.py) and the free strings (paths, names): its allowed numbers (Range), tuple
+# (Items) or values (a tuple of choices). `check` applies it after the field types, the model and (pretraining)
+# the masks; the checks between fields stay in `check`.
+LIMITS: dict[str, Range | Items | tuple] = {
+    'task': TASKS,
+    'seed': at_least(0),
+    'batch_size': at_least(1),
+    'num_epochs': at_least(0),              # 0 only with num_train_steps > 0
+    'warmup_epochs': at_least(0),
+    'warmup_steps': at_least(-1),           # -1: from warmup_epochs
+    'num_train_steps': at_least(-1),        # -1: from num_epochs
+    'checkpoint_every_steps': at_least(1),
+    'keep_checkpoints': at_least(1),
+    'log_every_steps': at_least(1),
+    'data.source': ('', 'list', 'tfds', 'synthetic'),
+    'data.num_frames': at_least(1),
+    'data.sampling_rate': at_least(1),
+    'data.sampling': ('pretrain', 'dense', 'segment'),
+    'data.input_size': at_least(1),
+    'data.num_sample': at_least(1),
+    'data.subset_per_class': at_least(0),
+    'data.mask_type': tuple(masking.ENCODER_MASKS),
+    'data.mask_ratio': FRACTION,            # pretraining: first the masking code's checks on the token grid
+    'data.decoder_mask_type': ('none', *masking.DECODER_MASKS),
+    'data.decoder_mask_ratio': FRACTION,
+    'data.flip': (True, False),
+    'data.rand_augment': (True, False),
+    'data.erase_prob': PROBABILITY,
+    'data.crop_scale': Items(Range(0, 1, lo_open=True), 2, ascending=True),
+    'data.mean': Items(PROBABILITY, 3),
+    'data.std': Items(POSITIVE, 3),
+    'data.mixup': at_least(0),              # Beta(α, α) of Mixup; 0 = off
+    'data.cutmix': at_least(0),             # Beta(α, α) of CutMix; 0 = off
+    'data.mix_prob': PROBABILITY,
+    'data.mix_switch_prob': PROBABILITY,
+    'data.label_smoothing': FRACTION,
+    'data.short_side': at_least(1),
+    'data.test_num_segment': at_least(1),
+    'data.test_num_crop': at_least(1),
+    'data.workers': at_least(0),            # 0: in-process
+    'data.decode_threads': at_least(0),     # 0: FFmpeg chooses
+    'data.prefetch': at_least(1),
+    'data.max_replacements': at_least(0),
+    'data.max_failure_share': PROBABILITY,
+    'data.failure_window': at_least(1),
+    'data.synthetic.num_classes': Range(1, len(synthetic.CLASS_NAMES)),
+    'data.synthetic.clips_per_class': at_least(1),
+    'data.synthetic.num_frames': at_least(2),     # motion needs two frames
+    'data.synthetic.size': at_least(16),          # and even (yuv420p): check()
+    'data.synthetic.fps': at_least(1),
+    'data.synthetic.seed': at_least(0),
+    'data.synthetic.val_fraction': FRACTION,      # val + test < 1: check()
+    'data.synthetic.test_fraction': FRACTION,
+    'data.synthetic.background_contrast': PROBABILITY,
+    'data.synthetic.radius_range': Items(POSITIVE, 2, ascending=True),
+    'data.synthetic.travel_range': Items(POSITIVE, 2, ascending=True),
+    'init.step': at_least(-1),              # -1: the latest
+    'optim.base_lr': POSITIVE,
+    'optim.min_lr': at_least(0),            # and ≤ optim.base_lr
+    'optim.b1': BETA,
+    'optim.b2': BETA,
+    'optim.eps': POSITIVE,
+    'optim.weight_decay': at_least(0),
+    'optim.clip_grad': at_least(0),         # 0: off
+    'optim.layer_decay': Range(0, 1, lo_open=True),
+    'optim.accumulate_steps': at_least(1),
+    'optim.ema_decay': FRACTION,            # 0: off
+    'eval.every_steps': at_least(0),        # 0: at the end only
+    'eval.batch_size': at_least(1),
+    'eval.max_videos': at_least(0),         # 0: all
+    'eval.split': SPLITS,
+    'eval.final_multi_view': (True, False),
+    'pretrain.norm_target': (True, False),
+    'pretrain.val_batches': at_least(1),
+    'pretrain.knn_every_steps': at_least(0),   # 0: off
+    'pretrain.knn_k': at_least(1),
+    'pretrain.knn_temperature': POSITIVE,
+    'pretrain.knn_bank_videos': at_least(1),
+    'pretrain.picture_every_steps': at_least(0),   # 0: off
+    'distill.teacher_step': at_least(-1),   # -1: the latest
+    'distill.temperature': POSITIVE,
+    'distill.alpha': PROBABILITY,
+}
+
+
+def allowed(limit) -> str:
+  """How a message says what `limit` allows."""
+  if isinstance(limit, tuple):
+    return 'must be one of ' + ', '.join(repr(v) for v in limit)
+  if isinstance(limit, Range) and limit.lo is not None and limit.hi is not None:
+    return f'must be in {limit}'
+  return f'must be {limit}'
+
+
+def check_limits(config) -> None:
+  """Every field of `LIMITS` the config has, against its limit; ConfigError naming the field, value and limit."""
+  for path, limit in LIMITS.items():
+    value, found = config, True
+    for part in path.split('.'):
+      if not isinstance(value, (ml_collections.ConfigDict, dict)) or part not in value:
+        found = False
+        break
+      value = value[part]
+    if not found:
+      continue
+    if isinstance(limit, tuple):
+      ok = value in limit and (not isinstance(value, bool) or any(v is value for v in limit))
+    elif isinstance(limit, Items):
+      ok = isinstance(value, (tuple, list)) and value in limit
+    else:
+      ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value in limit
+    if not ok:
+      raise ConfigError(f'config field {path}={value!r}: {allowed(limit)}')
+
+
+def field_paths(config, prefix: str = '') -> list[str]:
+  """Every section and field of `config` as a dotted path (the model section lists every ModelConfig field)."""
+  out = []
+  for key in config.keys():
+    path = f'{prefix}{key}'
+    out.append(path)
+    if isinstance(config[key], (ml_collections.ConfigDict, dict)):
+      out += field_paths(ml_collections.ConfigDict(config[key]) if isinstance(config[key], dict) else config[key],
+                         path + '.')
+  if not prefix and 'model' in config:
+    out += [f'model.{f.name}' for f in dataclasses.fields(ModelConfig)]
+  return list(dict.fromkeys(out))
+
+
+def has_field(config, path: str) -> bool:
+  value = config
+  for part in path.split('.'):
+    if not isinstance(value, (ml_collections.ConfigDict, dict)) or part not in value:
+      return False
+    value = value[part]
+  return True
+
+
+def unknown_field(path: str, config) -> str:
+  """The message for a field `config` does not have: a did-you-mean, else the fields its section has."""
+  section, _, leaf = path.rpartition('.')
+  if section == 'model' and leaf in {f.name for f in dataclasses.fields(ModelConfig)}:
+    return (f'config field {path!r} is a ModelConfig field this config file does not set, and the config is locked '
+            'to the fields its file sets: set it in the config file')
+  close = did_you_mean(path, field_paths(config))
+  if close:
+    return f'unknown config field {path!r} (did you mean {" or ".join(close)}?)'
+  node = config
+  for part in section.split('.') if section else []:
+    if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+      return f'unknown config field {path!r}: there is no section {section!r}'
+    node = node[part]
+  if not isinstance(node, (ml_collections.ConfigDict, dict)):
+    return f'unknown config field {path!r}: {section} is a field, not a section'
+  return f'unknown config field {path!r}; {section or "the config"} has: {", ".join(sorted(node.keys()))}'
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Checks
 
 
@@ -128,20 +337,22 @@ def _kind(value) -> str:
   return type(value).__name__
 
 
-def _check_fields(config, reference, prefix: str, skip: tuple[str, ...] = ()) -> None:
-  """Unknown fields and wrong types, recursively, against `reference`."""
+def _check_fields(config, reference, prefix: str, skip: tuple[str, ...] = (), root=None) -> None:
+  """Unknown fields and wrong types, recursively, against `reference` (`root`: the whole reference, for the
+  did-you-mean of an unknown field)."""
+  root = reference if root is None else root
   for key in config.keys():
     name = f'{prefix}{key}'
     if key in skip:
       continue
     if key not in reference:
-      close = [k for k in reference.keys() if k[:3] == key[:3]]
-      raise ConfigError(f'unknown config field {name!r}' + (f' (did you mean {prefix}{close[0]}?)' if close else ''))
+      raise ConfigError(unknown_field(name, root))
     value, ref = config[key], reference[key]
     if isinstance(ref, ml_collections.ConfigDict):
       if not isinstance(value, (ml_collections.ConfigDict, dict)):
         raise ConfigError(f'config field {name!r} must be a section, got {_kind(value)}')
-      _check_fields(ml_collections.ConfigDict(value) if isinstance(value, dict) else value, ref, name + '.')
+      _check_fields(ml_collections.ConfigDict(value) if isinstance(value, dict) else value, ref, name + '.',
+                    root=root)
     elif isinstance(ref, bool):
       if not isinstance(value, bool):
         raise ConfigError(f'config field {name!r} must be a bool, got {value!r}')
@@ -235,6 +446,13 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> Checked:
       raise ConfigError(f'config field data.{field} is not settable: it follows model.{field}')
   model = model_config(config)
   d = config.data
+  if config.task == 'pretrain':   # draw one set of masks: the masking code's own checks, on this token grid
+    try:
+      masking.sample_masks(np.random.default_rng(0), model.token_grid(), d.mask_type, d.mask_ratio,
+                           d.decoder_mask_type, d.decoder_mask_ratio)
+    except ValueError as e:
+      raise ConfigError(f'config fields data.mask_type/mask_ratio/decoder_mask_type/decoder_mask_ratio: {e}') from None
+  check_limits(config)
 
   def need(cond, field, msg):
     if not cond:
@@ -243,32 +461,14 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> Checked:
         value = value[part]
       raise ConfigError(f'config field {field}={value!r}: {msg}')
 
-  need(config.batch_size > 0, 'batch_size', 'must be > 0')
   need(config.num_train_steps > 0 or config.num_epochs > 0, 'num_epochs', 'must be > 0 (or set num_train_steps)')
-  need(config.checkpoint_every_steps > 0, 'checkpoint_every_steps', 'must be > 0')
-  need(config.keep_checkpoints >= 1, 'keep_checkpoints', 'must be ≥ 1')
-  need(config.log_every_steps > 0, 'log_every_steps', 'must be > 0')
   need(d.short_side >= d.input_size, 'data.short_side', f'must be ≥ data.input_size={d.input_size}')
-  need(d.num_sample >= 1, 'data.num_sample', 'must be ≥ 1')
-  need(d.sampling in ('pretrain', 'dense', 'segment'), 'data.sampling', "must be 'pretrain', 'dense' or 'segment'")
-  need(d.source in ('', 'list', 'tfds', 'synthetic'), 'data.source', "must be '', 'list', 'tfds' or 'synthetic'")
-  need(d.subset_per_class >= 0, 'data.subset_per_class', 'must be ≥ 0')
-  if config.task == 'pretrain':   # draw one set of masks: the masking code's own checks, on this token grid
-    try:
-      masking.sample_masks(np.random.default_rng(0), model.token_grid(), d.mask_type, d.mask_ratio,
-                           d.decoder_mask_type, d.decoder_mask_ratio)
-    except ValueError as e:
-      raise ConfigError(f'config fields data.mask_type/mask_ratio/decoder_mask_type/decoder_mask_ratio: {e}') from None
+  need(d.synthetic.size % 2 == 0, 'data.synthetic.size', 'must be even (the clips are yuv420p H.264)')
+  need(d.synthetic.val_fraction + d.synthetic.test_fraction < 1, 'data.synthetic.val_fraction',
+       f'plus data.synthetic.test_fraction={d.synthetic.test_fraction} must be < 1')
   o = config.optim
-  need(o.base_lr > 0, 'optim.base_lr', 'must be > 0')
-  need(0 <= o.min_lr <= o.base_lr, 'optim.min_lr', f'must be in [0, optim.base_lr={o.base_lr}]')
-  need(0 < o.layer_decay <= 1, 'optim.layer_decay', 'must be in (0, 1]')
-  need(o.clip_grad >= 0, 'optim.clip_grad', 'must be ≥ 0 (0 = off)')
-  need(0 <= o.ema_decay < 1, 'optim.ema_decay', 'must be in [0, 1)')
-  need(o.accumulate_steps >= 1, 'optim.accumulate_steps', 'must be ≥ 1')
+  need(o.min_lr <= o.base_lr, 'optim.min_lr', f'must be in [0, optim.base_lr={o.base_lr}]')
   need(o.decay_rule in optim_rules(), 'optim.decay_rule', f'must be one of {optim_rules()}')
-  need(len(d.mean) == 3 and len(d.std) == 3 and min(d.std) > 0, 'data.std',
-       'data.mean and data.std must hold 3 channels, std > 0')
   need(config.batch_size % o.accumulate_steps == 0, 'batch_size',
        f'must be divisible by optim.accumulate_steps={o.accumulate_steps}')
   if config.task == 'pretrain':
@@ -280,18 +480,25 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> Checked:
        f'size {dp} (mesh_shape {shape}: data × fsdp)')
   need(micro % num_processes == 0, 'batch_size', f'the micro-batch of {micro} must divide over {num_processes} '
        'processes')
-  need(config.eval.batch_size % num_processes == 0 and config.eval.batch_size > 0, 'eval.batch_size',
-       f'must be > 0 and divisible by the {num_processes} processes')
-  need(config.eval.split in SPLITS, 'eval.split', f'must be one of {SPLITS}')
+  need(config.eval.batch_size % num_processes == 0, 'eval.batch_size',
+       f'must be divisible by the {num_processes} processes')
   if config.task == 'distill':
     need(bool(config.distill.teacher), 'distill.teacher', 'the teacher checkpoint is required')
-    need(config.distill.temperature > 0, 'distill.temperature', 'must be > 0')
-    need(0 <= config.distill.alpha <= 1, 'distill.alpha', 'must be in [0, 1]')
   if config.task == 'eval':
     need(bool(config.init.checkpoint), 'init.checkpoint', 'eval needs the checkpoint to evaluate')
   if config.init.class_names or config.init.target_class_names:
     need(bool(config.init.class_names and config.init.target_class_names), 'init.class_names',
          'a head remap needs both init.class_names and init.target_class_names')
+  if config.init.head_remap:
+    need(not (config.init.class_names or config.init.target_class_names), 'init.head_remap',
+         'names the label sets itself; leave init.class_names / init.target_class_names empty')
+    from vmae_jax.weights.initialize import InitError, parse_head_remap
+    try:
+      _, dst = parse_head_remap(config.init.head_remap)
+    except InitError as e:
+      raise ConfigError(str(e)) from None
+    need(model.num_classes == int(dst[1:]), 'init.head_remap',
+         f'maps onto {dst} ({dst[1:]} classes) but model.num_classes={model.num_classes}')
   return Checked(model, shape)
 
 

@@ -10,10 +10,17 @@ vmae_jax/weights/checkpoint.py): `params` (what `vmae_jax.load(WORKDIR)` reads),
 `model_config`, `config`[, `batch_stats`]. The latest `keep_checkpoints` are kept, plus the best by val top-1 for
 classification. The step itself is vmae_jax/train/step.py, shared with the benchmarks.
 
+Faults (vmae_jax/weights/checkpoint.py): every step is sealed by a checksum manifest; a run starts from the newest
+step that verifies and restores, moving damaged or unverified newer steps to WORKDIR/checkpoints_damaged (one line
+each on stderr), and stops with CheckpointError when none does. A failed save (disk full, permission) stops the run
+with CheckpointWriteError and keeps the older steps. WORKDIR/vmae_lock (train/workdir_lock.py) keeps a second run
+off the workdir (WorkdirLockedError naming the holder; a stale lock of a dead process is taken over).
+
 Exactness: the dropout/drop-path key of step s is fold_in(key(seed), s), the data order is a function of the seed
 and the iterator position, and every array of the state is saved bit for bit. So a run killed at any moment (-9
 included: orbax commits a step atomically, half-written steps are ignored) and started again with the same command
-ends with the same parameters as one that never stopped (CPU, fixed seed; tested).
+ends with the same parameters as one that never stopped (CPU, fixed seed; tested), and so does a run that fell
+back to an older step because the newer ones were damaged.
 
 Stops: SIGTERM (spot/preemptible VMs) → checkpoint at the next step boundary, exit 0. A non-finite loss or gradient
 norm → TrainingError naming the step range; nothing after the last finite check is saved.
@@ -24,6 +31,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -38,7 +46,7 @@ from vmae_jax.data import pipeline
 from vmae_jax.models.config import ConfigError
 from vmae_jax.parallel import device_batch, sharding
 from vmae_jax.tasks import TASKS, Context
-from vmae_jax.train import optim, schema
+from vmae_jax.train import optim, schema, workdir_lock
 from vmae_jax.train import step as step_lib
 from vmae_jax.train.metrics import MetricWriter, Progress
 from vmae_jax.weights import checkpoint
@@ -65,6 +73,11 @@ def _info(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _warn(msg: str) -> None:
+  if _is_chief():
+    print(msg, file=sys.stderr, flush=True)
+
+
 class Trainer:
   def __init__(self, config, workdir: str):
     self.config = config
@@ -80,8 +93,8 @@ class Trainer:
     self._stop_signal = None
 
   # --- checkpoints -----------------------------------------------------------------------------------------
-  def _save(self, mngr, state, data_iter, metrics=None) -> None:
-    checkpoint.save_training(mngr, state, data_iter, self.model_config, schema.to_json_dict(self.config), metrics)
+  def _save(self, store, state, data_iter, metrics=None) -> None:
+    store.save(state, data_iter, self.model_config, schema.to_json_dict(self.config), metrics)
 
   # --- signals ----------------------------------------------------------------------------------------------
   def _on_sigterm(self, signum, frame):
@@ -100,15 +113,16 @@ class Trainer:
   # --- the run ----------------------------------------------------------------------------------------------
   def run(self) -> dict[str, Any]:
     os.makedirs(self.workdir, exist_ok=True)
-    cfg = self.config
-    ctx = Context(cfg, self.model_config, self.data_config, self.workdir, self.mesh)
-    if _is_chief():
-      with open(os.path.join(self.workdir, 'config.json'), 'w') as f:
-        json.dump(schema.to_json_dict(cfg), f, indent=2, default=list)
-    task = TASKS[cfg.task](ctx)
-    if cfg.task == 'eval':
-      return self._evaluate_only(task)
-    return self._train(task)
+    with workdir_lock.WorkdirLock(self.workdir, report=_warn):   # a second run on the workdir is refused
+      cfg = self.config
+      ctx = Context(cfg, self.model_config, self.data_config, self.workdir, self.mesh)
+      if _is_chief():
+        with open(os.path.join(self.workdir, 'config.json'), 'w') as f:
+          json.dump(schema.to_json_dict(cfg), f, indent=2, default=list)
+      task = TASKS[cfg.task](ctx)
+      if cfg.task == 'eval':
+        return self._evaluate_only(task)
+      return self._train(task)
 
   def _evaluate_only(self, task) -> dict[str, Any]:
     from vmae_jax.weights.initialize import init_from_checkpoint
@@ -196,19 +210,20 @@ class Trainer:
                                      num_classes=num_classes, error_dir=self.workdir)
     data_iter = iter(dataset)
 
-    mngr = checkpoint.training_manager(self.workdir, cfg.keep_checkpoints, task.best_metric)
-    writer = None
+    store = checkpoint.TrainingCheckpoints(self.workdir, cfg.keep_checkpoints, task.best_metric, report=_warn)
+    writer, failing = None, False
     try:
-      latest = mngr.latest_step()
+      latest = store.latest_step()
       results_path = os.path.join(self.workdir, RESULTS_FILE)
       if latest is not None and latest >= total_micro and os.path.exists(results_path):
         with open(results_path) as f:
           results = json.load(f)
         _info(f'{self.workdir}: training already finished at step {total}; nothing to do')
         return results
-      if latest is not None:
-        state = checkpoint.restore_training(mngr, latest, abstract_state, data_iter)
-        _info(f'resumed from {self.workdir}/checkpoints/{latest} (micro-step {latest} of {total_micro})')
+      state = store.resume(abstract_state, data_iter)   # the newest step that verifies and restores
+      if state is not None:
+        resumed = int(state['step'])
+        _info(f'resumed from {self.workdir}/checkpoints/{resumed} (micro-step {resumed} of {total_micro})')
       else:
         state = self.initial_state(task, tx, abstract_state)
       start = int(state['step'])
@@ -221,21 +236,28 @@ class Trainer:
         unsplit = sharding.unsplit_dims(models.abstract_params(mcfg), self.mesh)
         if unsplit:
           _info(f'{len(unsplit)} parameter dims not divisible by their mesh axes stay whole: ' + '; '.join(unsplit))
-      state = self._loop(task, state, data_iter, mngr, writer, tx, lr_fn, total_micro, k, abstract_state)
+      state = self._loop(task, state, data_iter, store, writer, tx, lr_fn, total_micro, k, abstract_state)
       if state is None:   # stopped by a signal, checkpoint written
         return {}
-      self._save(mngr, state, data_iter)
-      mngr.wait_until_finished()
+      self._save(store, state, data_iter)
+      store.wait()
       results = task.final(_eval_params(state), writer, total)
       results = {k_: (float(v) if isinstance(v, (np.floating, float)) else v) for k_, v in results.items()}
       writer.write(total, results)
       self._write_results(results)
       return results
+    except BaseException:
+      failing = True   # the error in flight is the one to report, not a save that failed under it
+      raise
     finally:
-      if writer is not None:
-        writer.close()
-      mngr.wait_until_finished()
-      mngr.close()
+      try:
+        if writer is not None:
+          writer.close()
+      except OSError:
+        if not failing:   # a full disk under the error in flight: that error is the one to report
+          raise
+      finally:
+        store.close(quiet=failing)
 
   def _jitted_step(self, task, tx, abstract_state):
     # The state keeps its shardings step after step (no silent re-layout); metrics are replicated scalars.
@@ -253,7 +275,7 @@ class Trainer:
         return jitted(state, frozen, batch)
     return call
 
-  def _loop(self, task, state, data_iter, mngr, writer, tx, lr_fn, total_micro, k, abstract_state):
+  def _loop(self, task, state, data_iter, store, writer, tx, lr_fn, total_micro, k, abstract_state):
     cfg = self.config
     step_fn = self._step_fn(task, tx, abstract_state)
     frozen = task.frozen_inputs()
@@ -292,7 +314,7 @@ class Trainer:
             raise TrainingError(
                 f'non-finite loss or gradient at a step in ({checked // k}, {step}] (loss {means["loss"]}, grad '
                 f'norm {means["grad_norm"]}); stopped without saving it. The last good checkpoint is kept in '
-                f'{self.workdir}/checkpoints (steps {sorted(mngr.all_steps())}); lower optim.base_lr or set '
+                f'{self.workdir}/checkpoints (steps {store.all_steps()}); lower optim.base_lr or set '
                 'optim.clip_grad.')
           checked = micro
           elapsed = train_end - window_start
@@ -308,10 +330,10 @@ class Trainer:
                                                                   if isinstance(b, float)))
           window, window_steps, window_start = None, 0, time.time()
         if due_ckpt or (extra and task.best_metric in extra):
-          self._save(mngr, state, data_iter, metrics=extra if task.best_metric in extra else None)
+          self._save(store, state, data_iter, metrics=extra if task.best_metric in extra else None)
         if stop:
-          self._save(mngr, state, data_iter)
-          mngr.wait_until_finished()
+          self._save(store, state, data_iter)
+          store.wait()
           _info(f'preemption signal: saved step {step} to {self.workdir}/checkpoints; run the same '
                 'command again to continue')
           return None

@@ -6,8 +6,9 @@ Classifiers (what the official fine-tuning code does; docs/fidelity.md, "Initial
 - the decoder, `encoder_to_decoder` and `mask_token` are not used;
 - any frame count or resolution works: the sinusoid tables are regenerated, never loaded;
 - a 710-class head (K710 post-pretraining) becomes a K400/K600/K700 head by a row gather; here the rows are found by
-  class name, which reproduces the official `label_710to{400,600,700}.json` maps. Any other head change starts a new
-  head.
+  class name, which reproduces the official `label_710to{400,600,700}.json` maps. The Kinetics class lists ship with
+  the package, so `init.head_remap='k710:k400'` names the two label sets; `init.class_names` and
+  `init.target_class_names` take the user's own list files instead. Any other head change starts a new head.
 
 Temporal adapters (UniFormerV2, EVL) start from a converted CLIP checkpoint: the CLIP tree is copied under
 `backbone`, everything else keeps its fresh init. UniFormerV2's temporally downsampling conv1 (kT = 3) is
@@ -26,13 +27,41 @@ import jax
 import numpy as np
 
 from vmae_jax import models
-from vmae_jax.data.annotations import read_class_names
+from vmae_jax.data.annotations import kinetics_file, read_class_names
 from vmae_jax.models.config import ModelConfig
 from vmae_jax.weights import checkpoint, loaded
 
 
 class InitError(ValueError):
   """The checkpoint cannot initialise the model; the message names the parameter or class."""
+
+
+LABEL_SETS = ('k400', 'k600', 'k700', 'k710')   # the class lists shipped in vmae_jax/data/kinetics/
+
+
+def label_set(name: str) -> list[str]:
+  """The class names of a shipped label set, in label order."""
+  if name not in LABEL_SETS:
+    raise InitError(f'label set {name!r} unknown; shipped: {", ".join(LABEL_SETS)}')
+  return read_class_names(kinetics_file(f'label_map_{name}.txt'))
+
+
+def parse_head_remap(value: str) -> tuple[str, str]:
+  """'SRC:DST' (e.g. 'k710:k400') → the two label-set names, checked."""
+  src, sep, dst = value.partition(':')
+  if not sep or src not in LABEL_SETS or dst not in LABEL_SETS:
+    raise InitError(f"init.head_remap={value!r}: use 'SRC:DST' with SRC and DST among {', '.join(LABEL_SETS)} "
+                    "(e.g. 'k710:k400'), or init.class_names + init.target_class_names for your own lists")
+  return src, dst
+
+
+def head_class_names(init) -> tuple[list[str] | None, list[str] | None]:
+  """(checkpoint head's classes, this run's classes) from the init section: a named remap or two list files."""
+  if init.get('head_remap'):
+    src, dst = parse_head_remap(init.head_remap)
+    return label_set(src), label_set(dst)
+  return (read_class_names(init.class_names) if init.class_names else None,
+          read_class_names(init.target_class_names) if init.target_class_names else None)
 
 
 def label_index_map(src_names: Sequence[str], dst_names: Sequence[str],
@@ -172,8 +201,7 @@ def init_from_checkpoint(ctx, rng, require_head: bool = False) -> dict:
   by class names when the label spaces differ, or new)."""
   init = ctx.config.init
   src_config, src_params = restore_any(init.checkpoint, init.step)
-  src_names = read_class_names(init.class_names) if init.class_names else None
-  dst_names = read_class_names(init.target_class_names) if init.target_class_names else None
+  src_names, dst_names = head_class_names(init)
   synonyms = None
   if init.synonyms:
     with open(init.synonyms) as f:
@@ -183,7 +211,8 @@ def init_from_checkpoint(ctx, rng, require_head: bool = False) -> dict:
                                                         and src_names is None)):
     raise InitError(
         f'{init.checkpoint}: a {src_config.kind} with {src_config.num_classes} classes cannot be evaluated as '
-        f'{model.num_classes} classes (set init.class_names and init.target_class_names for a remap by name)')
+        f'{model.num_classes} classes (set init.head_remap, e.g. k710:k400, or init.class_names and '
+        'init.target_class_names for a remap by name)')
   if model.kind in ADAPTER_KINDS:
     return init_adapter(src_params, src_config, model, rng, src_names, dst_names, synonyms, source=init.checkpoint)
   return init_classifier(src_params, src_config, model, rng, src_names, dst_names, synonyms)

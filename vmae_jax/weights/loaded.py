@@ -145,6 +145,10 @@ def load(path, dtype=None, mesh=None, step: int | None = None) -> LoadedModel:
 
   `dtype` ('bfloat16', 'float32', ...) sets the compute dtype and casts the floating parameters to it on restore
   (a bf16 ViT-g needs about 2 GB instead of 4 GB). Without it, parameters and compute stay float32.
+
+  The files read are checked against the step's checksum manifest first (vmae_jax/weights/checkpoint.py): a file
+  that is missing, truncated or changed raises CheckpointError naming it. A step without a manifest (written by
+  an older version or by plain orbax) is read as it is.
   """
   config, params = restore(path, step, mesh=mesh, dtype=dtype)
   variables = {'params': params}
