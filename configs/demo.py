@@ -43,6 +43,7 @@ def _common(c, smoke: bool):
                       depth=4 if not smoke else 2, num_heads=3 if not smoke else 2, mlp_ratio=4.0,
                       drop_path_rate=0.0, dtype='float32'))
   c.eval.update(dict(batch_size=16 if not smoke else 8, every_steps=0))
+  c.checkpoint_every_minutes = 0.0 if smoke else 30.0   # smoke: saves at fixed steps only, on any machine
 
 
 def get_config(arg: str = ''):

@@ -1,6 +1,10 @@
 """CLIP image encoder: parity (fp32, max-abs ≤ 1e-5) with HF `CLIPVisionModel.last_hidden_state`, per frame,
 through the converter from the HF layout (directory and bare safetensors, CLIPModel too) and the OpenAI layout
-(`visual.*`, fused in_proj), plus the converter's errors."""
+(`visual.*`, fused in_proj), plus the converter's errors; and the way back (`--to=hf`: a CLIPVisionModel directory),
+with the temporal adapters refused."""
+import os
+
+import jax
 import numpy as np
 import pytest
 import torch
@@ -9,7 +13,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionMode
 
 import vmae_jax
 from vmae_jax import convert, models
-from vmae_jax.weights import clip_import
+from vmae_jax.weights import checkpoint, clip_import, export
 
 TOL = 1e-5
 # p=8 with 4 heads of 16, and p=14 with head_dim 64 like the released models (one width OpenAI's width/64 rule fits).
@@ -141,3 +145,49 @@ def test_registered_sizes():
   assert models.count_params('clip_vit_base_patch16_224') == 85_797_888
   assert models.count_params('clip_vit_large_patch14_224') == 303_177_728
   assert models.count_params('clip_vit_large_patch14_336') == 303_177_728 + (577 - 257) * 1024
+
+
+def _random_clip(shape: dict, seed: int = 0):
+  """Our CLIP config and parameters with every bias and norm term non-zero."""
+  c = models.get_config('clip_vit_base_patch16_224', img_size=shape['image_size'], patch_size=shape['patch_size'],
+                        embed_dim=shape['hidden_size'], depth=shape['num_hidden_layers'],
+                        num_heads=shape['num_attention_heads'])
+  rng = np.random.default_rng(seed)
+  params = jax.tree_util.tree_map(
+      lambda p: (np.asarray(p) + (0.1 * rng.standard_normal(p.shape) if p.ndim <= 3 else 0)).astype(np.float32),
+      models.init_params(c, jax.random.key(seed)))
+  return c, params
+
+
+@pytest.mark.parametrize('shape', list(SHAPES))
+def test_export_hf_clip_round_trip(tmp_path, shape):
+  """ours → `--to=hf` → CLIPVisionModel.from_pretrained: the same per-frame last_hidden_state; the directory read
+  back by the converter gives the same parameters."""
+  c, params = _random_clip(SHAPES[shape], seed=3)
+  checkpoint.save(str(tmp_path / 'ours'), params, c)
+  assert convert.main([f'--src={tmp_path / "ours"}', f'--dst={tmp_path / "hf"}', '--to=hf']) == 0
+  ref = CLIPVisionModel.from_pretrained(str(tmp_path / 'hf'), attn_implementation='eager').eval()
+  assert ref.config.hidden_act == 'quick_gelu' and ref.config.layer_norm_eps == c.norm_eps
+  video = _video(SHAPES[shape], seed=3)
+  assert _maxdiff(vmae_jax.load(str(tmp_path / 'ours')).encode(video), _reference(ref, video)) <= TOL
+  back = convert.convert(str(tmp_path / 'hf'), str(tmp_path / 'back'))
+  assert (back.kind, back.embed_dim, back.depth, back.num_heads, back.patch_size, back.img_size) == (
+      c.kind, c.embed_dim, c.depth, c.num_heads, c.patch_size, c.img_size)
+  got = vmae_jax.load(str(tmp_path / 'back')).variables['params']
+  flat, want = jax.tree_util.tree_leaves_with_path(got), dict(jax.tree_util.tree_leaves_with_path(params))
+  assert len(flat) == len(want)
+  for path, leaf in flat:
+    np.testing.assert_array_equal(np.asarray(leaf), want[path], err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.parametrize('name', ['uniformerv2_b16', 'evl_b16'])
+def test_export_refuses_adapters(tmp_path, name):
+  c = models.get_config(name, img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, decoder_embed_dim=64,
+                        decoder_num_heads=4, decoder_depth=1, num_classes=5)
+  variables = jax.tree_util.tree_map(np.asarray, models.init_variables(c, jax.random.key(0)))
+  checkpoint.save(str(tmp_path / 'ours'), variables['params'], c, batch_stats=variables.get('batch_stats'))
+  for to in ('hf', 'official'):
+    with pytest.raises(export.ExportError, match=rf"a '{c.kind}' checkpoint cannot be exported --to={to}: "
+                                                 rf"neither transformers nor the official VideoMAE code"):
+      convert.convert(str(tmp_path / 'ours'), str(tmp_path / f'out_{to}'), to=to)
+    assert not os.path.exists(tmp_path / f'out_{to}')

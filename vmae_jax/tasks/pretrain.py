@@ -1,6 +1,10 @@
 """Masked-video pretraining: V1 (tube mask, loss on every masked token) or V2 dual masking (the decoder keeps half
 its tokens, the loss counts kept tokens that were masked for the encoder), chosen by data.decoder_mask_type.
 
+`init.checkpoint` continues pretraining from a checkpoint (converted official/HF weights, ours, or a training
+workdir): encoder and fitting decoder parts from a pretraining model, the encoder alone from a classifier
+(vmae_jax/weights/initialize.py, `init_pretrain`).
+
 During training: the reconstruction loss on val clips, a kNN top-1 on frozen mean-pooled encoder features (a cheap
 signal of representation quality) and a reconstruction picture, each every N steps.
 """
@@ -18,6 +22,7 @@ from vmae_jax.models.target import gather_target, pixel_target, reconstruction_l
 from vmae_jax.parallel import device_batch, sharding
 from vmae_jax.tasks import evaluation
 from vmae_jax.tasks.base import Task
+from vmae_jax.weights import initialize
 
 VAL_SEED = 1234  # fixed masks and crops for the val loss, the same at every evaluation
 
@@ -25,6 +30,16 @@ VAL_SEED = 1234  # fixed masks and crops for the val loss, the same at every eva
 class Pretrain(Task):
   pipeline_task = 'pretrain'
   batch_keys = ('video', 'visible_idx', 'pred_idx', 'loss_weight')
+
+  def init_params(self, rng):
+    if self.config.init.checkpoint:
+      return initialize.init_pretrain_from_checkpoint(self.ctx, rng)
+    return super().init_params(rng)
+
+  def init_params_sharded(self, rng, shardings):
+    if self.config.init.checkpoint:   # host arrays from the checkpoint, then each device takes its shards
+      return jax.device_put(initialize.init_pretrain_from_checkpoint(self.ctx, rng), shardings)
+    return super().init_params_sharded(rng, shardings)
 
   def _forward(self, params, batch, rng=None):
     c = self.ctx.model_config

@@ -79,9 +79,12 @@ def defaults(task: str = 'pretrain') -> ml_collections.ConfigDict:
   c.warmup_steps = -1              # ≥ 0 overrides warmup_epochs
   c.num_train_steps = -1           # > 0 overrides num_epochs (warmup then scales by warmup_epochs/num_epochs)
   c.checkpoint_every_steps = 1000
+  c.checkpoint_every_minutes = 30.0  # also save this long after the last save (preemptible VMs); 0 = off
   c.keep_checkpoints = 2           # latest N kept; fine-tuning also keeps the best by val top-1
   c.log_every_steps = 20
   c.mesh_shape = (-1, 1, 1)        # (data, fsdp, tensor); -1 fills the rest
+  c.resume = ml_collections.ConfigDict(dict(
+      allow_changes=()))           # fields of `resume_guarded` a resumed run may change, e.g. ('optim.base_lr',)
   c.model = ml_collections.ConfigDict(dict(name='', version=''))
   c.data = default_data_config()
   for field in DATA_FROM_MODEL:
@@ -171,6 +174,24 @@ PROBABILITY = Range(0, 1)
 FRACTION = Range(0, 1, hi_open=True)       # [0, 1): a ratio that must leave something, a decay, a smoothing
 BETA = FRACTION                            # Adam's β1/β2 (β = 1 would never forget the first gradient)
 
+# What a resumed run may not change without saying so (`resume.allow_changes`): anything that makes it another run
+# than the one whose checkpoint it continues. The model (every model.* field but the compute settings), the masks,
+# the data order and the lr schedule; the rest (logging, checkpoints, evaluation, compute) may change freely.
+RESUME_COMPUTE = ('model.dtype', 'model.attention', 'model.remat_policy')
+RESUME_FIELDS = ('seed', 'batch_size', 'num_epochs', 'num_train_steps', 'warmup_epochs', 'warmup_steps',
+                 'data.source', 'data.path', 'data.num_frames', 'data.sampling_rate', 'data.mask_type',
+                 'data.mask_ratio', 'data.decoder_mask_type', 'data.decoder_mask_ratio', 'optim.base_lr',
+                 'optim.min_lr')
+_MISSING = '(not set)'
+
+
+def resume_guarded() -> tuple[str, ...]:
+  """Every field a resumed run is compared on: `RESUME_FIELDS` and model.name/version/every ModelConfig field but
+  `RESUME_COMPUTE`."""
+  model = ['model.name', 'model.version'] + [f'model.{f.name}' for f in dataclasses.fields(ModelConfig)]
+  return RESUME_FIELDS + tuple(f for f in dict.fromkeys(model) if f not in RESUME_COMPUTE)
+
+
 # Every field of `defaults()` but `mesh_shape` (checked by `mesh_shape()`), `model.*` (ModelConfig's own
 # `validate`, vmae_jax/models/config.py) and the free strings (paths, names): its allowed numbers (Range), tuple
 # (Items) or values (a tuple of choices). `check` applies it after the field types, the model and (pretraining)
@@ -184,6 +205,7 @@ LIMITS: dict[str, Range | Items | tuple] = {
     'warmup_steps': at_least(-1),           # -1: from warmup_epochs
     'num_train_steps': at_least(-1),        # -1: from num_epochs
     'checkpoint_every_steps': at_least(1),
+    'checkpoint_every_minutes': at_least(0),   # 0: off
     'keep_checkpoints': at_least(1),
     'log_every_steps': at_least(1),
     'data.source': ('', 'list', 'tfds', 'synthetic'),
@@ -254,6 +276,7 @@ LIMITS: dict[str, Range | Items | tuple] = {
     'distill.teacher_step': at_least(-1),   # -1: the latest
     'distill.temperature': POSITIVE,
     'distill.alpha': PROBABILITY,
+    'resume.allow_changes': resume_guarded(),   # a tuple field: each of its names one of these
 }
 
 
@@ -277,7 +300,9 @@ def check_limits(config) -> None:
       value = value[part]
     if not found:
       continue
-    if isinstance(limit, tuple):
+    if isinstance(limit, tuple) and isinstance(value, (tuple, list)):   # a tuple of choices: each one of them
+      ok = all(isinstance(v, str) and v in limit for v in value)
+    elif isinstance(limit, tuple):
       ok = value in limit and (not isinstance(value, bool) or any(v is value for v in limit))
     elif isinstance(limit, Items):
       ok = isinstance(value, (tuple, list)) and value in limit
@@ -452,6 +477,13 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> Checked:
                            d.decoder_mask_type, d.decoder_mask_ratio)
     except ValueError as e:
       raise ConfigError(f'config fields data.mask_type/mask_ratio/decoder_mask_type/decoder_mask_ratio: {e}') from None
+  guarded = resume_guarded()
+  for name in config.resume.allow_changes:   # first: a did-you-mean, not the whole list
+    if name not in guarded:
+      close = did_you_mean(str(name), list(guarded))
+      raise ConfigError(f'config field resume.allow_changes: {name!r} is not a field checked on resume' +
+                        (f' (did you mean {" or ".join(close)}?)' if close else
+                         f'; those are: {", ".join(guarded)}'))
   check_limits(config)
 
   def need(cond, field, msg):
@@ -502,6 +534,27 @@ def check(config, num_devices: int = 1, num_processes: int = 1) -> Checked:
   return Checked(model, shape)
 
 
+def _lookup(tree, path: str):
+  for part in path.split('.'):
+    if not isinstance(tree, (dict, ml_collections.ConfigDict)) or part not in tree:
+      return _MISSING
+    tree = tree[part]
+  return list(tree) if isinstance(tree, tuple) else tree   # JSON has lists where the config has tuples
+
+
+def resume_changes(saved: dict, config) -> list[str]:
+  """'FIELD: SAVED → NEW' for each field of `resume_guarded` that `config` changes from `saved` (the `config` item
+  of a checkpoint, `to_json_dict`'s format) and `resume.allow_changes` does not list."""
+  old, new = saved.get('config', {}), config.to_dict()
+  allowed = set(config.resume.allow_changes) if has_field(config, 'resume.allow_changes') else set()
+  out = []
+  for path in resume_guarded():
+    a, b = _lookup(old, path), _lookup(new, path)
+    if a != b and path not in allowed:
+      out.append(f'{path}: {a!r} → {b!r}')
+  return out
+
+
 def optim_rules() -> tuple[str, ...]:
   from vmae_jax.train.optim import DECAY_RULES
   return DECAY_RULES
@@ -537,6 +590,7 @@ def make_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.num_train_steps = 4
   c.warmup_steps = 1
   c.checkpoint_every_steps = 2
+  c.checkpoint_every_minutes = 0.0   # steps only: a smoke run saves at the same steps on any machine
   c.log_every_steps = 1
   c.mesh_shape = (-1, 1, 1)
   if c.optim.accumulate_steps > 1:

@@ -8,6 +8,10 @@ step reads but does not train (a distillation teacher's parameters), passed as a
 baked into the program. The dropout / drop-path key of micro-step s is fold_in(key(seed), s): a resumed run draws
 the same keys as one that never stopped. With `optax.MultiSteps` (accumulation over k micro-batches) the
 parameters change only every k-th micro-step, so the EMA follows them only then.
+
+Metrics: 'loss', 'grad_norm', the task's own, and 'params_finite' (1.0 when every float array of the new params,
+EMA and BatchNorm statistics is finite, else 0.0): one reduction per array inside the step, so the loop can refuse
+to save a state that an overflowing update made non-finite even while the loss and gradient were still finite.
 """
 from __future__ import annotations
 
@@ -41,7 +45,14 @@ def train_step(state: dict, frozen: dict, batch: dict, *, loss_fn: LossFn, tx: o
     updated = (new['step'] % accumulate_steps) == 0
     ema = optim.ema_update(state['ema'], params, ema_decay)
     new['ema'] = jax.tree_util.tree_map(lambda e, old: jnp.where(updated, e, old), ema, state['ema'])
-  return new, {'loss': loss, 'grad_norm': optax.tree.norm(grads), **aux}
+  return new, {'loss': loss, 'grad_norm': optax.tree.norm(grads), **aux, 'params_finite': all_finite(
+      [new[k] for k in ('params', 'ema', 'batch_stats') if k in new])}
+
+
+def all_finite(tree) -> jax.Array:
+  """1.0 if every floating-point array of `tree` is finite, else 0.0 (float32, so windows add up like losses)."""
+  flags = [jnp.isfinite(x).all() for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return (jnp.stack(flags).all() if flags else jnp.bool_(True)).astype(jnp.float32)
 
 
 def make(loss_fn: LossFn, tx: optax.GradientTransformation, *, seed: int, ema_decay: float = 0.0,

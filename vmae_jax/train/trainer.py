@@ -22,8 +22,15 @@ included: orbax commits a step atomically, half-written steps are ignored) and s
 ends with the same parameters as one that never stopped (CPU, fixed seed; tested), and so does a run that fell
 back to an older step because the newer ones were damaged.
 
-Stops: SIGTERM (spot/preemptible VMs) → checkpoint at the next step boundary, exit 0. A non-finite loss or gradient
-norm → TrainingError naming the step range; nothing after the last finite check is saved.
+Stops: SIGTERM (spot/preemptible VMs) → checkpoint at the next step boundary, before any evaluation due there
+(those are skipped), exit 0. A non-finite loss, gradient norm or updated state (`params_finite` of
+vmae_jax/train/step.py) → TrainingError naming the step range; the check runs before every save (periodic,
+time-based, best-metric, SIGTERM, final), so every checkpoint on disk is finite and nothing after the last finite
+check is saved. A failed asynchronous save stops the run at the next step boundary (`TrainingCheckpoints.poll`).
+
+Time: `checkpoint_every_minutes` > 0 also saves at the first step boundary that many minutes after the last save
+(process 0's clock decides for every process), so a preemption loses at most that much work even with long
+`checkpoint_every_steps`.
 """
 from __future__ import annotations
 
@@ -44,7 +51,7 @@ import numpy as np
 from vmae_jax import models
 from vmae_jax.data import pipeline
 from vmae_jax.models.config import ConfigError
-from vmae_jax.parallel import device_batch, sharding
+from vmae_jax.parallel import device_batch, distributed, sharding
 from vmae_jax.tasks import TASKS, Context
 from vmae_jax.train import optim, schema, workdir_lock
 from vmae_jax.train import step as step_lib
@@ -52,6 +59,9 @@ from vmae_jax.train.metrics import MetricWriter, Progress
 from vmae_jax.weights import checkpoint
 
 RESULTS_FILE = 'results.json'
+# The clock of time-based checkpoints (`checkpoint_every_minutes`): monotonic, so a wall-clock jump neither saves
+# early nor skips a save; tests replace it with a fake one.
+clock = time.monotonic
 
 
 def _eval_params(state):
@@ -61,7 +71,7 @@ def _eval_params(state):
 
 
 class TrainingError(RuntimeError):
-  """The run cannot go on (a non-finite loss or gradient); the last good checkpoint is kept."""
+  """The run cannot go on (a non-finite loss, gradient or state); every checkpoint on disk is finite and kept."""
 
 
 def _is_chief() -> bool:
@@ -95,6 +105,30 @@ class Trainer:
   # --- checkpoints -----------------------------------------------------------------------------------------
   def _save(self, store, state, data_iter, metrics=None) -> None:
     store.save(state, data_iter, self.model_config, schema.to_json_dict(self.config), metrics)
+
+  def _time_due(self, last_save: float) -> bool:
+    """Whether `checkpoint_every_minutes` have passed since `last_save` (`clock`). Every process must
+    answer the same at the same step or the collective save would hang: with several processes process 0's clock
+    decides and its answer is broadcast (one small collective per optimizer step, only when the option is on)."""
+    minutes = self.config.checkpoint_every_minutes
+    if minutes <= 0:
+      return False
+    due = clock() - last_save >= minutes * 60
+    return bool(distributed.from_process_0((int(due),))[0])
+
+  def _non_finite(self, store, after: int, step: int, means: dict, finite_share: float):
+    """Stop with TrainingError: the window (after, step] went non-finite and nothing of it is saved. Names the
+    newest step on disk once the saves in flight are committed; every step there passed this check before it was
+    saved, so each holds finite parameters."""
+    store.wait()
+    steps = store.all_steps()
+    kept = (f'The newest checkpoint, step {steps[-1]}, is finite (as is every step on disk: each is checked before '
+            f'it is saved; steps {steps} in {self.workdir}/checkpoints)' if steps else
+            f'No checkpoint was saved before it in {self.workdir}/checkpoints')
+    raise TrainingError(
+        f'non-finite loss, gradient or parameters at a step in ({after}, {step}] (loss {means["loss"]}, grad norm '
+        f'{means["grad_norm"]}, parameters finite: {"yes" if finite_share == 1.0 else "no"}); stopped without '
+        f'saving it. {kept}; lower optim.base_lr or set optim.clip_grad.')
 
   # --- signals ----------------------------------------------------------------------------------------------
   def _on_sigterm(self, signum, frame):
@@ -223,8 +257,15 @@ class Trainer:
       state = store.resume(abstract_state, data_iter)   # the newest step that verifies and restores
       if state is not None:
         resumed = int(state['step'])
+        changes = schema.resume_changes(store.saved_config(resumed), cfg)
+        if changes:
+          raise ConfigError(
+              f'resuming {self.workdir}/checkpoints/{resumed} with a config that changes what that run was trained '
+              f'with: {"; ".join(changes)}. The result would be neither run: use the saved values, another workdir, '
+              f"or list the fields in resume.allow_changes (a tuple, e.g. ('{changes[0].split(':')[0]}',))")
         _info(f'resumed from {self.workdir}/checkpoints/{resumed} (micro-step {resumed} of {total_micro})')
       else:
+        self._refuse_lost_checkpoints(store)
         state = self.initial_state(task, tx, abstract_state)
       start = int(state['step'])
       writer = MetricWriter(self.workdir, _is_chief(), resume_step=start // k)
@@ -259,6 +300,27 @@ class Trainer:
       finally:
         store.close(quiet=failing)
 
+  def _refuse_lost_checkpoints(self, store) -> None:
+    """A workdir with no checkpoint but a metrics.jsonl that records training steps: a run happened and its
+    checkpoints are gone (deleted, or it stopped before its first save). Starting afresh would truncate its metrics
+    and pass a new run off as the old one, so stop with CheckpointError (process 0 reads the file, every process
+    gets its answer)."""
+    path = os.path.join(self.workdir, 'metrics.jsonl')
+    last = -1
+    if _is_chief() and os.path.isfile(path):
+      with open(path) as f:
+        for line in f:
+          try:
+            last = max(last, int(json.loads(line).get('step', 0)))
+          except (ValueError, TypeError, AttributeError):
+            pass   # a line cut by a kill
+    (last,) = distributed.from_process_0((last,))
+    if last > 0:
+      raise checkpoint.CheckpointError(
+          f'{self.workdir}: metrics.jsonl records a training run (up to step {last}) but {store.root} holds no '
+          'checkpoint (deleted, or the run stopped before its first save); refusing to start afresh over it. Use '
+          'another workdir, or remove metrics.jsonl to start over in this one')
+
   def _jitted_step(self, task, tx, abstract_state):
     # The state keeps its shardings step after step (no silent re-layout); metrics are replicated scalars.
     o = self.config.optim
@@ -289,6 +351,7 @@ class Trainer:
     own_handler = threading.current_thread() is threading.main_thread() and jax.process_count() == 1
     previous = signal.signal(signal.SIGTERM, self._on_sigterm) if own_handler else None
     window, window_steps, window_start, checked = None, 0, time.time(), micro
+    last_save = clock()   # the time-based checkpoint counts from the start or the last save
     try:
       while micro < total_micro:
         local = next(data_iter)
@@ -301,21 +364,22 @@ class Trainer:
         if micro % k:
           continue
         step = micro // k
+        store.poll()   # a failed asynchronous save stops the run at the first step boundary after it
         due_log = step % cfg.log_every_steps == 0 or micro == total_micro
-        due_ckpt = step % cfg.checkpoint_every_steps == 0
-        if due_log or due_ckpt:
+        stop = self._stop_requested(step)
+        due_ckpt = step % cfg.checkpoint_every_steps == 0 or self._time_due(last_save)
+        if due_log or due_ckpt or stop:
           jax.block_until_ready(window)
         train_end = time.time()   # clips/s counts training only, not the evaluations below
-        stop = self._stop_requested(step)
-        extra = task.periodic(step, _eval_params(state), writer)
+        # Preemption first: a stop saves before anything else; the evaluations due at this step are skipped (the
+        # grace period of a preempted VM is for the checkpoint).
+        extra = {} if stop else task.periodic(step, _eval_params(state), writer)
         if due_log or due_ckpt or extra or stop:
+          # Every save below comes after this check: no non-finite state ever reaches the disk.
           means = {key: float(v) / window_steps for key, v in jax.device_get(window).items()}
-          if not (math.isfinite(means['loss']) and math.isfinite(means['grad_norm'])):
-            raise TrainingError(
-                f'non-finite loss or gradient at a step in ({checked // k}, {step}] (loss {means["loss"]}, grad '
-                f'norm {means["grad_norm"]}); stopped without saving it. The last good checkpoint is kept in '
-                f'{self.workdir}/checkpoints (steps {store.all_steps()}); lower optim.base_lr or set '
-                'optim.clip_grad.')
+          finite_share = means.pop('params_finite')
+          if not (math.isfinite(means['loss']) and math.isfinite(means['grad_norm']) and finite_share == 1.0):
+            self._non_finite(store, checked // k, step, means, finite_share)
           checked = micro
           elapsed = train_end - window_start
           means['lr'] = float(lr_fn(step - 1))
@@ -329,14 +393,15 @@ class Trainer:
             _info(f'step {step}/{total_micro // k}: ' + ', '.join(f'{a}={b:.4g}' for a, b in means.items()
                                                                   if isinstance(b, float)))
           window, window_steps, window_start = None, 0, time.time()
-        if due_ckpt or (extra and task.best_metric in extra):
-          self._save(store, state, data_iter, metrics=extra if task.best_metric in extra else None)
         if stop:
           self._save(store, state, data_iter)
           store.wait()
           _info(f'preemption signal: saved step {step} to {self.workdir}/checkpoints; run the same '
                 'command again to continue')
           return None
+        if due_ckpt or (extra and task.best_metric in extra):
+          self._save(store, state, data_iter, metrics=extra if task.best_metric in extra else None)
+          last_save = clock()
       return state
     finally:
       progress.close()

@@ -34,6 +34,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import shutil
 import sys
 import zlib
 from typing import Callable, Iterable
@@ -248,8 +249,15 @@ class TrainingCheckpoints:
   `keep` steps, plus the best by `best_metric` (higher is better) when given; every step sealed by its manifest.
 
   `resume` gives the newest step that verifies and restores (or None on a fresh workdir), `save` starts an async
-  save, `wait` blocks until it is committed and sealed. Failures come out as CheckpointError and its subclasses,
-  never as raw orbax / OSError tracebacks. `report` prints the one-line notes (default: stderr)."""
+  save, `wait` blocks until it is committed and sealed, `poll` (each step boundary) raises the failure of a save
+  that has finished.
+
+  Retention is by step count (and best metric) only, never by content: it is safe because the trainer checks that
+  the state is finite before every save (vmae_jax/train/trainer.py), so every step saved here holds finite
+  parameters and deleting an older one never leaves only non-finite steps. Callers of `save` must keep that promise.
+
+  Failures come out as CheckpointError and its subclasses, never as raw orbax / OSError tracebacks. `report`
+  prints the one-line notes (default: stderr)."""
 
   def __init__(self, workdir: str, keep: int, best_metric: str | None = None,
                report: Callable[[str], None] | None = None):
@@ -258,6 +266,7 @@ class TrainingCheckpoints:
     self.root = os.path.join(self.workdir, 'checkpoints')
     self.report = report or _stderr
     self._saving: int | None = None   # the step of the last save started
+    self._pending = False             # a save started whose outcome `wait` has not yet seen
     if distributed.is_process_0() and os.path.isdir(self.root):
       for name in sorted(os.listdir(self.root)):
         if name.endswith(ocp.path.atomicity.TMP_DIR_SUFFIX):
@@ -361,6 +370,13 @@ class TrainingCheckpoints:
                             'it with vmae_jax.weights.checkpoint.write_manifest(STEP_DIR)')
     return None
 
+  def saved_config(self, step: int) -> dict:
+    """The training config a step was saved with (its `config` item, JSON), to compare a resumed run's with."""
+    try:
+      return dict(self._mngr.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG])
+    except Exception as e:
+      raise CheckpointError(f'{self.root}/{step}/{CONFIG}: cannot be read ({_one_line(e)})') from e
+
   def _restore(self, step: int, abstract_state: dict, data_iter) -> dict:
     rest = {k: v for k, v in abstract_state.items() if k not in ('params', 'batch_stats')}
     extra = ({BATCH_STATS: ocp.args.StandardRestore(abstract_state['batch_stats'])}
@@ -387,12 +403,36 @@ class TrainingCheckpoints:
                                 f'{sorted(older)} are intact: free the space or fix the permission and run the same '
                                 'command again to continue from the latest')
 
+  def _remove_unfinished(self) -> None:
+    """After a failed save: its `<step>.orbax-checkpoint-tmp` directory goes now (process 0), not at the next
+    start, so a full disk gets its space back and nothing half-written lies beside the committed steps."""
+    if not distributed.is_process_0() or not os.path.isdir(self.root):
+      return
+    for name in sorted(os.listdir(self.root)):
+      if name.endswith(ocp.path.atomicity.TMP_DIR_SUFFIX):
+        shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        self.report(f'{self.root}/{name}: an unfinished save, removed (never restored)')
+
   def wait(self) -> None:
-    """Block until the last save is committed and sealed; a failure raises CheckpointWriteError."""
+    """Block until the last save is committed and sealed; a failure raises CheckpointWriteError (and removes the
+    unfinished save's temporary directory)."""
     try:
       self._mngr.wait_until_finished()
     except Exception as e:
+      self._remove_unfinished()
       raise self._write_error(e) from e
+    finally:
+      self._pending = False
+
+  def poll(self) -> None:
+    """At a step boundary: if the last asynchronous save has finished, raise its failure now
+    (CheckpointWriteError) rather than at the next save, a checkpoint interval later. Never blocks on a save in
+    progress. With several processes they agree on whether it has finished (one all-gather, only while a save is
+    pending), so every process calls `wait` at the same boundary."""
+    if not self._pending:
+      return
+    if distributed.on_every_process(not self._mngr.is_saving_in_progress()):
+      self.wait()
 
   def save(self, state: dict, data_iter, model_config: ModelConfig, config_json: dict,
            metrics: dict | None = None) -> None:
@@ -406,6 +446,7 @@ class TrainingCheckpoints:
     extra = {BATCH_STATS: ocp.args.StandardSave(state['batch_stats'])} if 'batch_stats' in state else {}
     self._saving = step
     try:
+      self._pending = True
       self._mngr.save(step, args=ocp.args.Composite(**extra, **{
           PARAMS: ocp.args.StandardSave({'params': state['params']}),
           TRAIN_STATE: ocp.args.StandardSave(rest),
@@ -423,5 +464,6 @@ class TrainingCheckpoints:
     try:
       self._mngr.close()
     except Exception as e:
+      self._remove_unfinished()
       if not quiet:
         raise self._write_error(e) from e

@@ -8,6 +8,9 @@ Reads three layouts, all normalised to OpenAI's key names first:
 `ln_post` and `proj` are read and dropped: the adapters use the tokens before them (UniFormerV2's extracted CLIP
 files omit them too). The attention head count comes from `model`, config.json or `num_heads=`; failing those,
 OpenAI's rule width / 64.
+
+The way back (`python -m vmae_jax.convert --to=hf`, weights/export.py) runs the same key tables in reverse:
+`openai_from_params` then `openai_to_hf`, so the two directions cannot drift apart.
 """
 from __future__ import annotations
 
@@ -204,3 +207,66 @@ def load_clip(raw: dict, hf_config: dict | None, source: str, model: str | None,
   sd = to_openai_keys(raw, source)
   config = infer_clip_config(sd, model, dict(overrides), hf_config, source)
   return params_from_openai(sd, config, source), config
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The way back: our tree → OpenAI keys → HF `CLIPVisionModel` keys (the inverses of the functions above)
+
+
+def openai_from_params(params: dict, c: ModelConfig) -> dict[str, np.ndarray]:
+  """OpenAI visual keys (float32 numpy, torch shapes) from our `clip` parameter tree; the inverse of
+  `params_from_openai`. `ln_post` / `proj` are not in the tree and not written."""
+  d = c.embed_dim
+  f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
+  e = params['embed']
+  sd = {'class_embedding': f32(e['class_embedding']), 'positional_embedding': f32(e['positional_embedding']),
+        'conv1.weight': f32(e['conv1'])[0].transpose(3, 2, 0, 1),     # (1, p, p, 3, D) → (D, 3, p, p)
+        'ln_pre.weight': f32(e['ln_pre']['scale']), 'ln_pre.bias': f32(e['ln_pre']['bias'])}
+  for i in range(c.depth):
+    b, p = f'transformer.resblocks.{i}.', params[f'resblocks_{i}']
+    sd.update({
+        b + 'attn.in_proj_weight': f32(p['attn']['qkv_kernel']).reshape(d, 3 * d).T,
+        b + 'attn.in_proj_bias': f32(p['attn']['qkv_bias']).reshape(3 * d),
+        b + 'attn.out_proj.weight': f32(p['attn']['out_kernel']).reshape(d, d).T,
+        b + 'attn.out_proj.bias': f32(p['attn']['out_bias']),
+        b + 'ln_1.weight': f32(p['ln_1']['scale']), b + 'ln_1.bias': f32(p['ln_1']['bias']),
+        b + 'ln_2.weight': f32(p['ln_2']['scale']), b + 'ln_2.bias': f32(p['ln_2']['bias']),
+        b + 'mlp.c_fc.weight': f32(p['mlp']['fc1_kernel']).T, b + 'mlp.c_fc.bias': f32(p['mlp']['fc1_bias']),
+        b + 'mlp.c_proj.weight': f32(p['mlp']['fc2_kernel']).T, b + 'mlp.c_proj.bias': f32(p['mlp']['fc2_bias'])})
+  return sd
+
+
+def openai_to_hf(sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """OpenAI visual keys → HF `CLIPVisionModel` keys (`vision_model.*`, in_proj split into q/k/v); the inverse of
+  `hf_to_openai` through the same tables. Keys it does not know (`proj`) are left out."""
+  top = {ours: hf for hf, ours in _HF_TOP.items()}
+  layer_re = re.compile(r'^transformer\.resblocks\.(\d+)\.(.+)$')
+  out = {}
+  for k, v in sd.items():
+    if k in top:
+      out['vision_model.' + top[k]] = v
+      continue
+    m = layer_re.match(k)
+    if not m:
+      continue
+    base, rest = f'vision_model.encoder.layers.{m.group(1)}.', m.group(2)
+    fused = re.match(r'^attn\.in_proj_(weight|bias)$', rest)
+    if fused:
+      for name, part in zip('qkv', np.split(v, 3, axis=0)):
+        out[base + f'self_attn.{name}_proj.{fused.group(1)}'] = part
+      continue
+    for hf, ours in _HF_LAYER.items():
+      if rest.startswith(ours):
+        out[base + hf + rest[len(ours):]] = v
+        break
+    else:
+      raise ClipLayoutError(f'OpenAI key {k!r} has no HF CLIPVisionModel counterpart')
+  return out
+
+
+def hf_vision_config(c: ModelConfig) -> dict:
+  """config.json of transformers' `CLIPVisionConfig` for the encoder `c` (read back by `infer_clip_config`)."""
+  return dict(architectures=['CLIPVisionModel'], model_type='clip_vision_model', hidden_size=c.embed_dim,
+              intermediate_size=c.mlp_hidden_dim, num_hidden_layers=c.depth, num_attention_heads=c.num_heads,
+              num_channels=c.in_chans, image_size=c.img_size, patch_size=c.patch_size, hidden_act='quick_gelu',
+              layer_norm_eps=c.norm_eps, attention_dropout=0.0, initializer_range=0.02, initializer_factor=1.0)

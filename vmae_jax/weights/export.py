@@ -20,6 +20,10 @@ the HF format, which the returned notes repeat:
   * `VideoMAEModel` with mean pooling ends at the last block: the pooled `fc_norm` of a head-less classifier has no
     place there and is left out.
   * ViT-g fits (`intermediate_size` carries the 48/11 MLP ratio, patch 14).
+A CLIP image encoder (kind 'clip', from clip_import.py) becomes a `CLIPVisionModel` directory whose per-frame
+`last_hidden_state` is the encoder's output; it has no `ln_post` (never imported), so `post_layernorm` is written as
+the identity and the HF `pooler_output` is the class token before any norm. The temporal adapters (UniFormerV2, EVL)
+have no transformers class and are refused; `to='official'` covers the VideoMAE kinds only.
 Weights are written with numpy + safetensors only; torch is needed for `.pth` files alone.
 """
 from __future__ import annotations
@@ -31,10 +35,11 @@ import os
 import numpy as np
 
 from vmae_jax.models.config import ModelConfig
-from vmae_jax.weights import checkpoint, loaded, videomae_import
+from vmae_jax.weights import checkpoint, clip_import, loaded, videomae_import
 from vmae_jax.weights.official_layout import official_from_params
 
 FORMATS = ('hf', 'official')
+ADAPTER_KINDS = ('uniformerv2', 'evl')
 HF_FIXED_EPS = 1e-5  # torch's LayerNorm default, hard-coded by HF in fc_norm and decoder.norm
 
 log = logging.getLogger('vmae_jax.weights.export')
@@ -164,23 +169,50 @@ def _atomic_json(path: str, obj: dict) -> None:
   os.replace(tmp, path)
 
 
+def hf_clip_state_dict(params: dict, config: ModelConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+  """Our `clip` tree → HF `CLIPVisionModel` keys (clip_import's tables, reversed); returns (weights, notes)."""
+  weights = clip_import.openai_to_hf(clip_import.openai_from_params(params, config))
+  d = config.embed_dim
+  weights['vision_model.post_layernorm.weight'] = np.ones(d, np.float32)
+  weights['vision_model.post_layernorm.bias'] = np.zeros(d, np.float32)
+  return weights, ['CLIP ln_post is not part of the checkpoint: post_layernorm written as the identity, so HF '
+                   'pooler_output is the raw class token (last_hidden_state is exact)']
+
+
+def _refuse_adapters(config: ModelConfig, dst: str, to: str) -> None:
+  if config.kind in ADAPTER_KINDS:
+    raise ExportError(f'{dst}: a {config.kind!r} checkpoint cannot be exported --to={to}: neither transformers nor '
+                      f'the official VideoMAE code has a {config.kind} model (export the converted CLIP checkpoint '
+                      'it started from instead)')
+
+
 def write_hf(params: dict, config: ModelConfig, dst: str, class_names: list[str] | None = None,
              norm_pix_loss: bool = True) -> list[str]:
   """Write `dst/{config.json, model.safetensors}`; returns the notes on what the format cannot express."""
   from safetensors.numpy import save_file
+  _refuse_adapters(config, dst, 'hf')
   if os.path.isfile(dst):
     raise ExportError(f'{dst}: is a file; --to=hf writes a directory')
-  weights, notes = hf_state_dict(official_from_params(params, config), config)
+  if config.kind == 'clip':
+    weights, notes = hf_clip_state_dict(params, config)
+    hf_json = clip_import.hf_vision_config(config)
+  else:
+    weights, notes = hf_state_dict(official_from_params(params, config), config)
+    hf_json = hf_config(config, class_names, norm_pix_loss)
   os.makedirs(dst, exist_ok=True)
   tmp = os.path.join(dst, 'model.safetensors.tmp')
   save_file({k: np.ascontiguousarray(v, np.float32) for k, v in weights.items()}, tmp, metadata={'format': 'pt'})
   os.replace(tmp, os.path.join(dst, 'model.safetensors'))
-  _atomic_json(os.path.join(dst, 'config.json'), hf_config(config, class_names, norm_pix_loss))
+  _atomic_json(os.path.join(dst, 'config.json'), hf_json)
   return notes
 
 
 def write_official(params: dict, config: ModelConfig, dst: str) -> list[str]:
   """Write `{'model': state_dict}` (official keys, torch shapes and order) to the `.pth` file `dst`."""
+  _refuse_adapters(config, dst, 'official')
+  if config.kind == 'clip':
+    raise ExportError(f'{dst}: a CLIP encoder has no official VideoMAE layout; use --to=hf (a CLIPVisionModel '
+                      'directory)')
   try:
     import torch
   except ImportError as e:  # pragma: no cover - torch is a test extra

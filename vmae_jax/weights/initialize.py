@@ -16,11 +16,18 @@ centre-inflated: zeros with the 2-D kernel in the middle slice, so at init frame
 the original loader, which silently skips a position table of the wrong size, a CLIP checkpoint of another
 resolution, width, depth or head count is refused with the field named.
 
-`init_from_checkpoint` is what the training tasks call: it restores `init.checkpoint` on the host and dispatches.
+Continued pretraining (`task=pretrain` with `init.checkpoint`, e.g. from converted official weights): from a
+pretraining checkpoint the encoder and every decoder part (`encoder_to_decoder`, `mask_token`, the decoder blocks,
+its norm and pixel head) whose shapes fit are loaded, the rest stays fresh; from a classifier the encoder alone (its
+final norm only where the classifier kept one). The encoder must be the same architecture; the decoder may differ.
+
+`init_from_checkpoint` / `init_pretrain_from_checkpoint` are what the training tasks call: they restore
+`init.checkpoint` on the host and dispatch.
 """
 from __future__ import annotations
 
 import json
+import os
 from typing import Sequence
 
 import jax
@@ -236,3 +243,83 @@ def init_batch_stats(ctx) -> dict:
 def fresh_batch_stats(abstract) -> dict:
   return jax.tree_util.tree_map_with_path(
       lambda path, a: np.full(a.shape, 1.0 if getattr(path[-1], 'key', '') == 'var' else 0.0, np.float32), abstract)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Continued pretraining
+
+ENCODER_FIELDS = ('embed_dim', 'depth', 'num_heads', 'patch_size', 'tubelet_size', 'in_chans', 'mlp_ratio', 'qkv_bias')
+# the decoder side of the pretraining model, each loaded on its own when its shapes fit (names as in the param tree)
+PRETRAIN_PARTS = (('encoder_to_decoder',), ('mask_token',), ('decoder', 'blocks'), ('decoder', 'norm'),
+                  ('decoder', 'head_kernel'), ('decoder', 'head_bias'))
+
+
+def _shapes(tree) -> object:
+  return jax.tree_util.tree_map(lambda x: tuple(np.shape(x)), tree)
+
+
+def _get(tree: dict, path: tuple[str, ...]):
+  for name in path:
+    if not isinstance(tree, dict) or name not in tree:
+      return None
+    tree = tree[name]
+  return tree
+
+
+def init_pretrain(src_params: dict, src_config: ModelConfig, config: ModelConfig, rng: jax.Array,
+                  source: str = 'checkpoint') -> tuple[dict, list[str], list[str]]:
+  """(params, loaded, fresh) of pretraining model `config` started from `src_params`: a pretraining model (encoder
+  + the decoder parts whose shapes fit) or a classifier (encoder only). `loaded` / `fresh` name the parts."""
+  if config.kind != 'pretrain':
+    raise InitError(f'init_pretrain builds a pretraining model; got kind={config.kind!r}')
+  if src_config.kind not in ('pretrain', 'classifier'):
+    raise InitError(f'{source}: a {src_config.kind!r} checkpoint cannot initialise a VideoMAE pretraining model '
+                    '(start from a VideoMAE pretraining or classifier checkpoint)')
+  for field in ENCODER_FIELDS:
+    if getattr(src_config, field) != getattr(config, field):
+      raise InitError(f'{source}: checkpoint {field}={getattr(src_config, field)} but the model has {field}='
+                      f'{getattr(config, field)}')
+  params = jax.tree_util.tree_map(np.asarray, models.init_params(config, rng))
+  loaded, fresh = [], []
+  encoder = src_params['encoder']
+  if 'norm' in encoder:
+    loaded.append('encoder')
+  else:   # a mean-pooling classifier's encoder ends without a norm
+    loaded.append('encoder (without its final norm)')
+    fresh.append('encoder/norm')
+  copy_tree(params['encoder'], encoder, ('encoder',))
+  if src_config.kind != 'pretrain':
+    fresh.append('encoder_to_decoder, mask_token, decoder (a classifier has none)')
+    return params, loaded, fresh
+  for path in PRETRAIN_PARTS:
+    name, want, have = '/'.join(path), _get(params, path), _get(src_params, path)
+    if have is None:
+      fresh.append(f'{name} (not in the checkpoint)')
+      continue
+    if _shapes(have) != _shapes(want):
+      fresh.append(f'{name} (checkpoint shapes differ: decoder_embed_dim={src_config.decoder_embed_dim}, '
+                   f'decoder_depth={src_config.decoder_depth}, decoder_num_heads={src_config.decoder_num_heads})')
+      continue
+    parent = _get(params, path[:-1]) if len(path) > 1 else params
+    parent[path[-1]] = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), have)
+    loaded.append(name)
+  return params, loaded, fresh
+
+
+def init_pretrain_from_checkpoint(ctx, rng) -> dict:
+  """Pretraining params from `init.checkpoint` (a converted checkpoint or a training workdir); process 0 prints one
+  line with what was loaded and one with what stayed fresh."""
+  path = ctx.config.init.checkpoint
+  if not os.path.exists(path):
+    raise InitError(f'init.checkpoint={path}: no such file or directory')
+  if not os.path.isdir(path):
+    raise InitError(f'init.checkpoint={path}: a file, not a vmae_jax checkpoint; convert official or HF weights '
+                    'first (python -m vmae_jax.convert --src=... --dst=...)')
+  src_config, src_params = restore_any(path, ctx.config.init.step)
+  params, loaded_parts, fresh = init_pretrain(src_params, src_config, ctx.model_config, rng,
+                                              source=f'init.checkpoint={path}')
+  if jax.process_index() == 0:
+    print(f'init.checkpoint={path}: loaded {", ".join(loaded_parts)} (a {src_config.kind} checkpoint)', flush=True)
+    print(f'init.checkpoint={path}: fresh {", ".join(fresh) if fresh else "nothing (every parameter loaded)"}',
+          flush=True)
+  return params
