@@ -80,10 +80,12 @@ def test_ssv2_batch_stats_are_trained_saved_and_resumed(runs, clip_ckpt):
   m = vmae_jax.load(workdir)
   bn = m.variables['batch_stats']['backbone']['resblocks_0']['lmhra1']['bn']
   assert float(np.abs(np.asarray(bn['mean'])).max()) > 0 and not np.allclose(bn['var'], 1.0)
-  # the same command with more steps resumes from the last checkpoint (batch_stats restored from their item)
+  # the same command with more steps resumes from the last checkpoint (batch_stats restored from their item); a
+  # longer schedule is a change the resumed run must be allowed explicitly
   c = load_config('uniformerv2_b16_ssv2', 'smoke')
   c.init.checkpoint = clip_ckpt
   c.num_train_steps = 6
+  c.resume.allow_changes = ('num_train_steps',)
   run(c, workdir)
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     steps = [json.loads(line)['step'] for line in f if 'loss' in json.loads(line)]
